@@ -1,0 +1,288 @@
+"""Tiny-ImageNet-200 (Stanford CS231n) in its original layout: 64x64 images, class labels, one box each.
+
+Layout of ``root`` (the ``tiny-imagenet-200`` folder)::
+
+    wnids.txt                                   one WordNet id per line; label = line index
+    words.txt                                   "wnid<TAB>names" for all of ImageNet
+    train/<wnid>/images/<wnid>_<i>.JPEG
+    train/<wnid>/<wnid>_boxes.txt               "file x0 y0 x1 y1" (may be missing: boxes are NaN then)
+    val/images/val_<k>.JPEG
+    val/val_annotations.txt                     "file wnid x0 y0 x1 y1"
+
+Labels and boxes serve evaluation only (k-NN, linear probe, attention-in-box), never pretraining.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from rtsseg import config
+from rtsseg.data.errors import DataError, MissingDataError, UnpairedFileError
+from rtsseg.data.io import is_image_file, read_image
+
+IMAGE_SIZE = 64
+SPLITS = ("train", "val")
+URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+HOW_TO_GET = (
+    f"download {URL} and unzip it (`python -m rtsseg.data.download tinyimagenet DEST`), then pass "
+    "DEST/tiny-imagenet-200 as root, or set $RTSSEG_DATA to the folder holding tiny-imagenet-200/"
+)
+_CACHE_VERSION = 1
+
+
+def tinyimagenet_root(data_root: str | os.PathLike | None = None) -> Path:
+    """``<data root>/tiny-imagenet-200`` (see :func:`rtsseg.config.data_root`); raises if missing."""
+    root = config.data_root(data_root) / "tiny-imagenet-200"
+    if not root.is_dir():
+        raise MissingDataError(root, HOW_TO_GET)
+    return root
+
+
+tiny_imagenet_root = tinyimagenet_root  # alias
+
+
+def _index_key(path: Path) -> tuple[int, str]:
+    """Sort ``x_2.JPEG`` before ``x_10.JPEG``: by the trailing number of the stem, then by name."""
+    match = re.search(r"(\d+)$", path.stem)
+    return (int(match.group(1)) if match else -1, path.name)
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise MissingDataError(path, HOW_TO_GET)
+    return path
+
+
+def read_wnids(root: Path) -> list[str]:
+    wnids = _require_file(root / "wnids.txt").read_text().split()
+    if len(set(wnids)) != len(wnids) or not wnids:
+        raise DataError(root / "wnids.txt", "empty or repeated WordNet ids", "restore the file from the zip")
+    return wnids
+
+
+def read_words(root: Path) -> dict[str, str]:
+    """``wnid -> "name, synonym, ..."`` from ``words.txt``."""
+    words = {}
+    for line in _require_file(root / "words.txt").read_text().splitlines():
+        wnid, _, names = line.partition("\t")
+        words[wnid.strip()] = names.strip()
+    return words
+
+
+def _parse_box(tokens: list[str], path: Path, line_no: int) -> list[float]:
+    try:
+        return [float(t) for t in tokens]
+    except ValueError as e:
+        raise DataError(path, f"line {line_no}: box is not four numbers ({e})", "restore the file from the zip") from e
+
+
+def _read_train_boxes(path: Path) -> dict[str, list[float]]:
+    boxes = {}
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) != 5:
+            raise DataError(path, f"line {line_no}: expected 'file x0 y0 x1 y1'", "restore the file from the zip")
+        boxes[tokens[0]] = _parse_box(tokens[1:], path, line_no)
+    return boxes
+
+
+class TinyImageNet(Dataset):
+    """Items ``(image uint8 [3,64,64], label int, box float32 [4] = x0,y0,x1,y1 pixels)``.
+
+    ``box`` is NaN x4 when unknown (a class whose boxes file is missing). ``max_per_class`` keeps the
+    first n images of each class, in the order of their file index. ``transform(image)`` if given.
+    Attributes: ``classes`` (wnids; label = index), ``class_names`` (first name in ``words.txt``),
+    ``files``, ``labels``, ``boxes float32 [N,4]``, ``missing_boxes`` (how many are NaN).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        max_per_class: int | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"TinyImageNet split must be one of {SPLITS} (test has no labels), got {split!r}")
+        if max_per_class is not None and max_per_class < 1:
+            raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise MissingDataError(self.root, HOW_TO_GET)
+        self.split = split
+        self.max_per_class = max_per_class
+        self.transform = transform
+        self.classes = read_wnids(self.root)
+        words = read_words(self.root)
+        self.class_words = [words.get(w, w) for w in self.classes]
+        self.class_names = [w.split(",")[0].strip() for w in self.class_words]
+        records = self._train_records() if split == "train" else self._val_records()
+        self.files = [r[0] for r in records]
+        self.labels = [r[1] for r in records]
+        self.boxes = torch.tensor([r[2] for r in records], dtype=torch.float32).reshape(-1, 4)  # [N,4]
+        self.missing_boxes = int(self.boxes.isnan().any(dim=1).sum())
+
+    def _train_records(self) -> list[tuple[Path, int, list[float]]]:
+        records = []
+        for label, wnid in enumerate(self.classes):
+            image_dir = self.root / "train" / wnid / "images"
+            if not image_dir.is_dir():
+                raise MissingDataError(image_dir, HOW_TO_GET)
+            files = sorted((p for p in image_dir.iterdir() if is_image_file(p)), key=_index_key)
+            if not files:
+                raise MissingDataError(image_dir, f"the folder holds no images; {HOW_TO_GET}")
+            boxes_file = self.root / "train" / wnid / f"{wnid}_boxes.txt"
+            boxes = _read_train_boxes(boxes_file) if boxes_file.is_file() else {}
+            nan = [float("nan")] * 4
+            records += [(p, label, boxes.get(p.name, nan)) for p in files[: self.max_per_class]]
+        return records
+
+    def _val_records(self) -> list[tuple[Path, int, list[float]]]:
+        annotations = _require_file(self.root / "val" / "val_annotations.txt")
+        image_dir = self.root / "val" / "images"
+        if not image_dir.is_dir():
+            raise MissingDataError(image_dir, HOW_TO_GET)
+        label_of = {w: i for i, w in enumerate(self.classes)}
+        records = []
+        for line_no, line in enumerate(annotations.read_text().splitlines(), 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) != 6:
+                raise DataError(annotations, f"line {line_no}: expected 'file wnid x0 y0 x1 y1'",
+                                "restore the file from the zip")
+            name, wnid = tokens[:2]
+            if wnid not in label_of:
+                raise DataError(annotations, f"line {line_no}: wnid {wnid} is not in wnids.txt",
+                                "use the wnids.txt and val_annotations.txt of the same copy")
+            records.append((image_dir / name, label_of[wnid], _parse_box(tokens[2:], annotations, line_no)))
+        listed = {r[0].name for r in records}
+        for path in sorted(image_dir.iterdir()):
+            if is_image_file(path) and path.name not in listed:
+                raise UnpairedFileError(path, f"line in {annotations}", "restore val_annotations.txt from the zip")
+        for path, _, _ in records:
+            _require_file(path)
+        records.sort(key=lambda r: _index_key(r[0]))
+        if self.max_per_class is not None:
+            taken = [0] * len(self.classes)
+            kept = []
+            for r in records:
+                if taken[r[1]] < self.max_per_class:
+                    taken[r[1]] += 1
+                    kept.append(r)
+            records = kept
+        return records
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> torch.Tensor:
+        """Decode image ``index``: ``uint8 [3,64,64]``; another size raises ``DataError``."""
+        image = read_image(self.files[index])
+        if tuple(image.shape) != (3, IMAGE_SIZE, IMAGE_SIZE):
+            raise DataError(self.files[index], f"image is {tuple(image.shape[1:])}, not 64x64",
+                            "use the original Tiny-ImageNet-200 files")
+        return image
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        image = self.read(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index], self.boxes[index].clone()
+
+
+@dataclass
+class TinyImageNetTensors:
+    """A whole split decoded in memory."""
+
+    images: torch.Tensor  # uint8 [N,3,64,64]
+    labels: torch.Tensor  # int64 [N]
+    boxes: torch.Tensor  # float32 [N,4] x0,y0,x1,y1 pixels, NaN when unknown
+    classes: list[str]  # wnids; label = index
+    class_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _cache_key(dataset: TinyImageNet) -> dict:
+    return {
+        "version": _CACHE_VERSION,
+        "root": str(dataset.root.resolve()),
+        "split": dataset.split,
+        "max_per_class": dataset.max_per_class,
+        "num_files": len(dataset),
+        "classes": list(dataset.classes),
+    }
+
+
+def load_tensors(
+    root: str | os.PathLike,
+    split: str = "train",
+    max_per_class: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TinyImageNetTensors:
+    """Decode a split once into :class:`TinyImageNetTensors`, cached as ``cache_dir/<split>_<max>.pt``.
+
+    The cache stores its key (resolved root, split, max_per_class, file count, wnids); a file written
+    for another root or file list is rebuilt, never reused. Written atomically (tmp file + os.replace).
+    """
+    dataset = TinyImageNet(root, split, max_per_class)
+    key = _cache_key(dataset)
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"{split}_{max_per_class if max_per_class is not None else 'all'}.pt"
+        if cache.is_file():
+            stored = torch.load(cache, weights_only=True)
+            if stored.get("key") == key:
+                return _from_stored(stored)
+    images = torch.empty(len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)  # [N,3,64,64]
+    for i in tqdm(range(len(dataset)), desc=f"decode tiny-imagenet {split}", disable=not progress):
+        images[i] = dataset.read(i)
+    stored = {
+        "key": key,
+        "images": images,
+        "labels": torch.tensor(dataset.labels, dtype=torch.int64),
+        "boxes": dataset.boxes.clone(),
+        "classes": list(dataset.classes),
+        "class_names": list(dataset.class_names),
+    }
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+        torch.save(stored, tmp)
+        os.replace(tmp, cache)
+    return _from_stored(stored)
+
+
+def _from_stored(stored: dict) -> TinyImageNetTensors:
+    return TinyImageNetTensors(
+        stored["images"], stored["labels"], stored["boxes"], list(stored["classes"]), list(stored["class_names"])
+    )
+
+
+def download_tiny_imagenet(dest: str | os.PathLike, url: str = URL, progress: bool = True) -> Path:
+    """Download and unzip Tiny-ImageNet-200 into ``dest``; returns ``dest/tiny-imagenet-200`` (about 240 MB)."""
+    from rtsseg.data.download import fetch, unzip
+
+    dest = Path(dest)
+    root = dest / "tiny-imagenet-200"
+    if (root / "wnids.txt").is_file():
+        return root
+    archive = fetch(url, dest / "tiny-imagenet-200.zip", progress=progress)
+    unzip(archive, dest, progress=progress)
+    archive.unlink()
+    if not (root / "wnids.txt").is_file():
+        raise DataError(root, "the zip did not hold tiny-imagenet-200/wnids.txt", f"check the URL {url}")
+    return root

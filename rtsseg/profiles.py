@@ -1,0 +1,152 @@
+"""Experiment profiles: the parameters each notebook runs with, and where each step writes.
+
+``smoke`` proves the path end to end in a few minutes on 2 CPU cores; ``cpu`` is the book's default run on
+2 CPU cores (small backbones at 64 px); ``gpu`` is the full-size configuration for a Colab/cluster GPU.
+A profile lists, per step, only the parameters that differ from the notebook's own defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtsseg.config import REPO_ROOT, runs_root
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+BOOK = REPO_ROOT / "book"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # file stem in notebooks/, e.g. "02_pretrain_barlow_twins"
+    depends: tuple[str, ...] = ()  # steps whose outputs this step reads
+
+    @property
+    def source(self) -> Path:
+        return NOTEBOOKS / f"{self.name}.py"
+
+
+STEPS: tuple[Step, ...] = (
+    Step("01_data"),
+    Step("02_pretrain_barlow_twins"),
+    Step("03_supervised_baseline"),
+    Step("04_attention_maps", depends=("02_pretrain_barlow_twins", "03_supervised_baseline")),
+    Step("05_embeddings", depends=("02_pretrain_barlow_twins", "03_supervised_baseline")),
+    Step("06_segmentation", depends=("02_pretrain_barlow_twins", "03_supervised_baseline")),
+    Step(
+        "07_summary",
+        depends=(
+            "01_data",
+            "02_pretrain_barlow_twins",
+            "03_supervised_baseline",
+            "04_attention_maps",
+            "05_embeddings",
+            "06_segmentation",
+        ),
+    ),
+)
+
+SMALL_BACKBONES = ["vit_small64", "swin_small64", "botnet_small"]
+
+_SMOKE_TRAIN = dict(
+    backbones=["vit_small64"],
+    seeds=[0],
+    epochs=1,
+    max_images_per_class=4,
+    batch_size=32,
+)
+
+_CPU_TRAIN = dict(
+    backbones=SMALL_BACKBONES,
+    seeds=[0, 1],
+)
+
+_GPU_TRAIN = dict(
+    backbones=["vit_s16", "swin_t", "botnet50"],
+    seeds=[0, 1, 2],
+    image_size=224,
+)
+
+PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {
+        "01_data": dict(n_examples=2),
+        "02_pretrain_barlow_twins": dict(
+            _SMOKE_TRAIN, projector_dims=[256, 256, 256], knn_train_per_class=2, knn_val_per_class=2
+        ),
+        "03_supervised_baseline": dict(_SMOKE_TRAIN),
+        "04_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4),
+        "05_embeddings": dict(
+            backbones=["vit_small64"], seeds=[0], train_per_class=4, val_per_class=2, tsne_classes=5
+        ),
+        "06_segmentation": dict(
+            backbones=["vit_small64"], seeds=[0], max_train=16, max_val=8, epochs=2, input_size=[96, 128]
+        ),
+        "07_summary": {},
+    },
+    "cpu": {
+        "01_data": {},
+        "02_pretrain_barlow_twins": dict(_CPU_TRAIN),
+        "03_supervised_baseline": dict(_CPU_TRAIN),
+        "04_attention_maps": dict(backbones=SMALL_BACKBONES, seeds=[0, 1]),
+        "05_embeddings": dict(backbones=SMALL_BACKBONES, seeds=[0, 1]),
+        "06_segmentation": dict(backbones=SMALL_BACKBONES, seeds=[0, 1]),
+        "07_summary": {},
+    },
+    "gpu": {
+        "01_data": {},
+        "02_pretrain_barlow_twins": dict(
+            _GPU_TRAIN,
+            epochs=100,
+            batch_size=256,
+            max_images_per_class=None,
+            projector_dims=[8192, 8192, 8192],
+            knn_train_per_class=100,
+            knn_val_per_class=50,
+        ),
+        "03_supervised_baseline": dict(_GPU_TRAIN, epochs=100, batch_size=256, max_images_per_class=None),
+        "04_attention_maps": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
+        "05_embeddings": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
+        "06_segmentation": dict(
+            backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], input_size=[360, 480], epochs=20
+        ),
+        "07_summary": {},
+    },
+}
+
+
+def step(name: str) -> Step:
+    for s in STEPS:
+        if s.name == name or s.name.split("_", 1)[0] == name:
+            return s
+    raise KeyError(f"unknown step {name!r}; steps: {[s.name for s in STEPS]}")
+
+
+def step_params(profile: str, name: str) -> dict:
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; profiles: {sorted(PROFILES)}")
+    return {"profile": profile, **PROFILES[profile][name]}
+
+
+# ---- where things go -------------------------------------------------------------------------------
+
+def executed_notebook(profile: str, name: str) -> Path:
+    """Executed notebooks render in the book: ``book/<profile>/<step>.ipynb`` (smoke is git-ignored)."""
+    return BOOK / profile / f"{name}.ipynb"
+
+
+def run_dir(profile: str, *parts: str) -> Path:
+    """Checkpoints and caches of a profile: ``runs/<profile>/...`` (git-ignored)."""
+    return runs_root() / profile / Path(*parts) if parts else runs_root() / profile
+
+
+def pretrain_dir(profile: str, backbone: str, seed: int) -> Path:
+    return run_dir(profile, "pretrain", f"{backbone}_seed{seed}")
+
+
+def supervised_dir(profile: str, backbone: str, seed: int) -> Path:
+    return run_dir(profile, "supervised", f"{backbone}_seed{seed}")
+
+
+def cache_dir(profile: str | None = None) -> Path:
+    """Decoded-data caches are profile independent: ``runs/cache``."""
+    return run_dir("cache")

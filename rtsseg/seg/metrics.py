@@ -1,0 +1,71 @@
+"""mIoU done right: one confusion matrix over the whole split, ignore label dropped, at label resolution.
+
+IoU_c = TP_c / (TP_c + FP_c + FN_c); the mean runs over classes present in the ground truth or the
+predictions of the split (classes absent from both have an undefined IoU and are left out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def confusion_matrix(
+    pred: torch.Tensor,  # [...] int, predicted class ids
+    target: torch.Tensor,  # [...] int, same shape; ``ignore_index`` marks void pixels
+    num_classes: int,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """Return ``[num_classes, num_classes]`` int64 counts, rows = ground truth, columns = prediction."""
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"prediction {tuple(pred.shape)} and label {tuple(target.shape)} differ: "
+            "upsample logits to the label's own resolution before the argmax"
+        )
+    target = target.reshape(-1).long()
+    pred = pred.reshape(-1).long()
+    keep = target != ignore_index
+    target, pred = target[keep], pred[keep]
+    bad = (target < 0) | (target >= num_classes)
+    if bad.any():
+        raise ValueError(f"label ids {sorted(set(target[bad].tolist()))[:10]} outside [0, {num_classes})")
+    if ((pred < 0) | (pred >= num_classes)).any():
+        raise ValueError(f"predicted ids outside [0, {num_classes})")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@dataclass
+class SegScores:
+    miou: float  # mean IoU over present classes, in [0, 1]
+    pixel_accuracy: float  # correctly classified non-void pixels / non-void pixels
+    iou: list[float]  # per class; NaN for classes absent from labels and predictions
+
+
+def scores_from_confusion(cm: torch.Tensor) -> SegScores:
+    cm = cm.double()
+    tp = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - tp  # TP + FP + FN
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    present = union > 0
+    miou = iou[present].mean().item() if present.any() else float("nan")
+    total = cm.sum().item()
+    acc = (tp.sum() / total).item() if total > 0 else float("nan")
+    return SegScores(miou=miou, pixel_accuracy=acc, iou=iou.tolist())
+
+
+class ConfusionMeter:
+    """Accumulates a confusion matrix over batches; ``scores()`` gives mIoU for the whole split."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add one batch: ``pred`` and ``target`` int ``[...]`` of one shape (counted on ``pred``'s device)."""
+        cm = confusion_matrix(pred, target.to(pred.device), self.num_classes, self.ignore_index)
+        self.cm += cm.cpu()
+
+    def scores(self) -> SegScores:
+        return scores_from_confusion(self.cm)

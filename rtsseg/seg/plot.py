@@ -1,0 +1,81 @@
+"""Segmentation figures: image | ground truth | prediction, coloured with a class palette."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Patch
+
+#: CamVid 11-class colours of the SegNet tutorial (Sky, Building, Pole, Road, Pavement, Tree, SignSymbol,
+#: Fence, Car, Pedestrian, Bicyclist), uint8 [11, 3]; void pixels are drawn black.
+CAMVID_PALETTE = np.array(
+    [
+        [128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222], [128, 128, 0],
+        [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0], [0, 128, 192],
+    ],
+    dtype=np.uint8,
+)
+VOID_COLOR = (0, 0, 0)
+
+
+def colorize(mask: torch.Tensor | np.ndarray, palette: np.ndarray, void_color: Sequence[int] = VOID_COLOR) -> np.ndarray:
+    """Class ids ``[H,W]`` -> RGB uint8 ``[H,W,3]``; ids outside the palette (void, 255) get ``void_color``."""
+    mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(np.int64)
+    palette = np.asarray(palette, dtype=np.uint8)
+    out = np.empty((*mask.shape, 3), dtype=np.uint8)
+    out[:] = np.asarray(void_color, dtype=np.uint8)
+    valid = (mask >= 0) & (mask < len(palette))
+    out[valid] = palette[mask[valid]]
+    return out
+
+
+def _to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """uint8 ``[3,H,W]`` (or float in [0,1]) -> ``[H,W,3]`` for imshow."""
+    image = torch.as_tensor(image).detach().cpu()
+    if image.dtype != torch.uint8:
+        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return image.permute(1, 2, 0).numpy()
+
+
+def plot_predictions(
+    images: torch.Tensor,  # uint8 [B,3,h,w]
+    masks: torch.Tensor,  # int [B,H,W], 255 = void
+    preds: torch.Tensor,  # int [B,H,W]
+    class_names: Sequence[str],
+    palette: np.ndarray = CAMVID_PALETTE,
+    titles: Sequence[str] = ("image", "ground truth", "prediction"),
+    tile: float = 3.0,
+) -> plt.Figure:
+    """One row per image: the image, its label and the prediction, with a legend of the classes.
+
+    Images may be at the network's resolution and masks at their own; each panel spans the same box.
+    """
+    if not (len(images) == len(masks) == len(preds)):
+        raise ValueError(f"{len(images)} images, {len(masks)} masks, {len(preds)} predictions")
+    if len(palette) < len(class_names):
+        raise ValueError(f"palette has {len(palette)} colours for {len(class_names)} classes")
+    n = len(images)
+    h, w = masks.shape[-2:]
+    fig, axes = plt.subplots(n, 3, figsize=(3 * tile * w / h, n * tile + 0.8), squeeze=False)
+    for i in range(n):
+        panels = (_to_hwc(images[i]), colorize(masks[i], palette), colorize(preds[i], palette))
+        for j, panel in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(panel, extent=(0, w, h, 0), interpolation="nearest")
+            ax.set_axis_off()
+            if i == 0:
+                ax.set_title(titles[j])
+    handles = [Patch(color=np.asarray(palette[k]) / 255, label=name) for k, name in enumerate(class_names)]
+    handles.append(Patch(color=np.asarray(VOID_COLOR) / 255, label="void"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.08 if n > 1 else 0.15, 1, 1))
+    return fig
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """``[num_classes, 3]`` uint8 distinct colours (matplotlib's tab20, then hsv) for data sets without their own."""
+    cmap = plt.get_cmap("tab20" if num_classes <= 20 else "hsv", num_classes)
+    return (np.array([cmap(i)[:3] for i in range(num_classes)]) * 255).round().astype(np.uint8)

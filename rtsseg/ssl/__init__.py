@@ -1,0 +1,38 @@
+"""rtsseg.ssl: Barlow Twins done as in facebookresearch/barlowtwins, on CPU or GPU, one or many processes.
+
+    loss.py         BarlowTwinsLoss (global-batch BN, autograd-aware all-reduce, fp32)
+    projector.py    Projector, GlobalBatchNorm1d
+    lars.py         LARS, lars_param_groups, lr_at
+    augment.py      BarlowTwinsAugment (batched tensors, any device)
+    distributed.py  torchrun helpers, differentiable global statistics
+    checkpoint.py   atomic save, weights_only load, RNG states
+    monitors.py     embedding std, k-NN monitor, cross-correlation snapshots
+    train.py        PretrainConfig, pretrain, main (python -m rtsseg.ssl.train / torchrun)
+    plot.py         figures for the notebook
+"""
+
+from rtsseg.ssl.augment import BarlowTwinsAugment
+from rtsseg.ssl.checkpoint import load_checkpoint, save_checkpoint
+from rtsseg.ssl.lars import LARS, lars_param_groups, lr_at
+from rtsseg.ssl.loss import BarlowTwinsLoss
+from rtsseg.ssl.model import BarlowTwins
+from rtsseg.ssl.monitors import KNNMonitor, embedding_std
+from rtsseg.ssl.projector import GlobalBatchNorm1d, Projector
+
+_TRAIN_NAMES = ("NonFiniteLossError", "PretrainConfig", "pretrain")
+
+
+def __getattr__(name: str):
+    # train.py is imported on first use only, so that `python -m rtsseg.ssl.train` does not find it
+    # already imported by the package (runpy warns and would hold two copies of the module).
+    if name in _TRAIN_NAMES:
+        from rtsseg.ssl import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'rtsseg.ssl' has no attribute {name!r}")
+
+__all__ = [
+    "BarlowTwins", "BarlowTwinsAugment", "BarlowTwinsLoss", "GlobalBatchNorm1d", "KNNMonitor", "LARS",
+    "NonFiniteLossError", "PretrainConfig", "Projector", "embedding_std", "lars_param_groups", "load_checkpoint",
+    "lr_at", "pretrain", "save_checkpoint",
+]

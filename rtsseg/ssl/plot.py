@@ -1,0 +1,81 @@
+"""Figures for the pretraining notebook: training history, cross-correlation matrix, augmented pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from rtsseg.ssl.augment import BarlowTwinsAugment
+
+_PANELS = (
+    ("loss", "loss (monitor batch)"),
+    ("on_diag", "on-diagonal  Σ(1−C_ii)²"),
+    ("off_diag", "off-diagonal  Σ C_ij² (×λ in the loss)"),
+    ("emb_std", "std of normalised backbone embeddings (collapse → 0)"),
+    ("knn_acc", "k-NN top-1 (val)"),
+)
+
+
+def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: str | None = None) -> plt.Figure:
+    """One panel per monitored quantity against epoch; ``history`` is one ``history.csv`` frame or a
+    mapping label -> frame (e.g. one per seed), drawn as separate lines."""
+    runs = {"": history} if isinstance(history, pd.DataFrame) else dict(history)
+    if not runs:
+        raise ValueError("plot_history needs at least one history")
+    fig, axes = plt.subplots(1, len(_PANELS), figsize=(3.4 * len(_PANELS), 3.0))
+    for ax, (col, label) in zip(axes, _PANELS):
+        for name, df in runs.items():
+            if col in df:
+                y = 100 * df[col] if col == "knn_acc" else df[col]
+                ax.plot(df["epoch"], y, marker="o", ms=3, label=str(name) if name != "" else None)
+        ax.set_title(label + (" (%)" if col == "knn_acc" else ""), fontsize=9)
+        ax.set_xlabel("epoch")
+        if col in ("loss", "off_diag"):
+            ax.set_yscale("log")
+    if len(runs) > 1:
+        axes[-1].legend(title="run", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ccmatrix(c: torch.Tensor | np.ndarray, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
+    """Cross-correlation matrix C [d, d] on a diverging scale [-1, 1] (identity = perfect)."""
+    c = c.detach().float().cpu().numpy() if isinstance(c, torch.Tensor) else np.asarray(c)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {c.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3.6))
+    im = ax.imshow(c, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title or f"C ({c.shape[0]}×{c.shape[0]} block)", fontsize=9)
+    ax.set_xlabel("dimension of z₂")
+    ax.set_ylabel("dimension of z₁")
+    return ax
+
+
+def plot_augmented_pairs(images: torch.Tensor, aug: BarlowTwinsAugment, seed: int = 0, n: int | None = None) -> plt.Figure:
+    """Rows: original, view 1, view 2 for each uint8 image [B, 3, H, W] (columns)."""
+    if images.ndim != 4 or images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images [B, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    images = images[:n] if n else images
+    v1, v2 = aug(images, generator=torch.Generator().manual_seed(seed))
+    rows = [images.float() / 255, aug.denormalize(v1), aug.denormalize(v2)]
+    names = ["original", "view 1 (blur p=1)", "view 2 (blur p=.1, solarise p=.2)"]
+    b = images.shape[0]
+    fig, axes = plt.subplots(3, b, figsize=(1.6 * b, 5.0), squeeze=False)
+    for r, (row, name) in enumerate(zip(rows, names)):
+        for i in range(b):
+            ax = axes[r, i]
+            ax.imshow(row[i].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,27 @@
+"""Shared pytest fixtures. Data fixtures (``data_*``) write tiny trees in the real data set layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import data_fakes
+
+
+@pytest.fixture
+def data_camvid_tree(tmp_path: Path) -> Path:
+    """``tmp/camvid``: train (3 jpg, train.txt) and val (2 png, paired by stem), labels 0, 3, 10, 11 (void)."""
+    return data_fakes.make_camvid(tmp_path / "camvid")
+
+
+@pytest.fixture
+def data_tiny_tree(tmp_path: Path) -> Path:
+    """``tmp/tiny-imagenet-200`` with 3 classes x 4 train images (one class without boxes), 6 val images."""
+    return data_fakes.make_tiny_imagenet(tmp_path / "tiny-imagenet-200")
+
+
+@pytest.fixture
+def data_coco_tree(tmp_path: Path) -> Path:
+    """``tmp/cocostuff`` with val2017: 3 images + stuffthingmaps, a curated list of the first 2."""
+    return data_fakes.make_cocostuff(tmp_path / "cocostuff")

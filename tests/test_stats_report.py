@@ -1,0 +1,56 @@
+"""Spread over seeds, and the results/compute-budget records the summary chapter reads."""
+
+from __future__ import annotations
+
+import nbformat
+import pandas as pd
+import pytest
+
+from rtsseg import report
+from rtsseg.stats import mean_std, seed_table
+
+
+def test_mean_std_uses_sample_std():
+    assert mean_std([1.0, 3.0]) == "2.0 ± 1.4 (n=2)"
+    assert mean_std([0.5], decimals=2) == "0.50 (n=1)"
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_seed_table_pivots_and_refuses_duplicates():
+    rows = [
+        {"backbone": "vit", "init": "bt", "seed": 0, "acc": 0.1},
+        {"backbone": "vit", "init": "bt", "seed": 1, "acc": 0.3},
+        {"backbone": "vit", "init": "random", "seed": 0, "acc": 0.05},
+    ]
+    table = seed_table(rows, "backbone", "init", "acc")
+    assert table.loc["vit", "bt"] == "20.0 ± 14.1 (n=2)"
+    assert table.loc["vit", "random"] == "5.0 (n=1)"
+    with pytest.raises(ValueError, match="several runs"):
+        seed_table(rows + [rows[0]], "backbone", "init", "acc")
+
+
+def test_results_and_budget_roundtrip(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr("rtsseg.profiles.BOOK", tmp_path / "book")
+    report.save_results("smoke", "t", pd.DataFrame({"a": [1.5]}, index=["x"]))
+    assert report.read_results("smoke")["t"].loc["x", "a"] == 1.5
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"duration": 90.0, "end_time": "2026-11-26T10:00:00.000"}
+    (tmp_path / "book" / "smoke").mkdir(parents=True)
+    nbformat.write(nb, tmp_path / "book" / "smoke" / "s1.ipynb")
+    budget = report.compute_budget("smoke", ["s1", "s2"])
+    assert budget.loc["s1", "wall time (min)"] == 1.5
+    assert budget.loc["s2", "executed"] == "missing"
+    assert budget.loc["total", "wall time (min)"] == 1.5
+
+
+def test_notebook_params_rejects_bad_values():
+    from rtsseg.pipeline import NotebookParameterError
+
+    ns = {"profile": "cpu", "data_root": None, "seed": 0, "n_examples": 4}
+    assert report.notebook_params(ns, "01_data") == ns
+    with pytest.raises(NotebookParameterError, match="n_examples"):
+        report.notebook_params({**ns, "n_examples": "4"}, "01")
+    with pytest.raises(NotebookParameterError, match="profile='laptop'"):
+        report.notebook_params({**ns, "profile": "laptop"}, "01")
