@@ -24,12 +24,12 @@ data_root = None  # None: $RTSSEG_DATA, else ../shared/data
 backbones = ["vit_small64", "swin_small64", "botnet_small"]
 seeds = [0, 1]
 image_size = 64
-epochs = 6
+epochs = 2
 batch_size = 64
-max_images_per_class = None  # None: all train images of the subset
+max_images_per_class = 40  # None: all train images of the subset
 lr = 1e-3
 weight_decay = 0.05
-warmup_epochs = 1
+warmup_epochs = 0.5
 
 # %%
 import pandas as pd

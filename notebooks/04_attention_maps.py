@@ -39,7 +39,7 @@ image_size = 64
 n_val_images = 2000  # Tiny-ImageNet val images with a box (evenly spaced over the split)
 n_camvid_images = 101  # CamVid val images (all 101)
 min_things_fraction = 0.01  # CamVid crops with fewer things pixels are left out (and counted)
-n_figure_images = 2
+n_figure_images = 1
 
 # %%
 import pandas as pd
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from rtsseg.attention import box_mask, capture_attention, class_mask
 from rtsseg.attention.evaluate import attention_scores, center_square
 from rtsseg.attention.plot import plot_attention_heads
-from rtsseg.config import data_root as resolve_data_root, seed_everything
+from rtsseg.config import data_root as resolve_data_root, default_device, seed_everything
 from rtsseg.data import camvid
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
 from rtsseg.models import build_backbone
@@ -60,6 +60,7 @@ from rtsseg.stats import seed_table
 params = notebook_params(globals(), "04_attention_maps")
 record = RunRecord("04_attention_maps", params)
 root = resolve_data_root(data_root)
+device = default_device()
 INITS = ["random", "supervised", "barlow twins"]
 
 
@@ -71,7 +72,7 @@ def load(backbone: str, init: str, seed: int):
         "supervised": supervised_dir(profile, backbone, seed) / "checkpoint.pt",
         "barlow twins": pretrain_dir(profile, backbone, seed) / "checkpoint.pt",
     }[init]
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval()
+    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
 
 
 # %% [markdown]
@@ -114,10 +115,10 @@ for backbone in backbones:
         for j in range(n_figure_images):
             k = j * (len(tin_images) // max(n_figure_images, 1))
             with torch.no_grad():
-                maps = capture_attention(model, model.normalize(tin_images[k : k + 1]))[0]
+                maps = capture_attention(model, model.normalize(tin_images[k : k + 1].to(device)))[0].cpu()
             plot_attention_heads(tin_images[k], maps, title=f"{backbone}, {init}: Tiny-ImageNet val")
         with torch.no_grad():
-            maps = capture_attention(model, model.normalize(cam_images[:1]))[0]
+            maps = capture_attention(model, model.normalize(cam_images[:1].to(device)))[0].cpu()
         plot_attention_heads(cam_images[0], maps, title=f"{backbone}, {init}: CamVid val");
 
 # %% [markdown]

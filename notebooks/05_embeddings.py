@@ -25,8 +25,8 @@ data_root = None  # None: $RTSSEG_DATA, else ../shared/data
 backbones = ["vit_small64", "swin_small64", "botnet_small"]
 seeds = [0, 1]
 image_size = 64
-train_per_class = 50  # labelled train images per class for k-NN / linear
-val_per_class = 20  # val images per class scored
+train_per_class = 20  # labelled train images per class for k-NN / linear
+val_per_class = 10  # val images per class scored
 tsne_classes = 10  # classes shown in the t-SNE figures
 linear_epochs = 100
 
@@ -37,7 +37,7 @@ import torch
 
 from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy, plot_tsne, tsne_2d
 from rtsseg.analysis.knn import knn_accuracy
-from rtsseg.config import data_root as resolve_data_root, seed_everything
+from rtsseg.config import data_root as resolve_data_root, default_device, seed_everything
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
 from rtsseg.models import build_backbone
 from rtsseg.profiles import cache_dir, pretrain_dir, supervised_dir
@@ -47,6 +47,7 @@ from rtsseg.stats import seed_table
 params = notebook_params(globals(), "05_embeddings")
 record = RunRecord("05_embeddings", params)
 root = resolve_data_root(data_root)
+device = default_device()
 INITS = ["random", "supervised", "barlow twins"]
 
 
@@ -57,7 +58,7 @@ def load(backbone: str, init: str, seed: int):
         "supervised": supervised_dir(profile, backbone, seed) / "checkpoint.pt",
         "barlow twins": pretrain_dir(profile, backbone, seed) / "checkpoint.pt",
     }[init]
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval()
+    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
 
 
 def per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -79,8 +80,8 @@ for backbone in backbones:
     for init in INITS:
         for seed in seeds:
             model = load(backbone, init, seed)
-            x_tr = extract_embeddings(model, train.images[tr], input_size=image_size)
-            x_va = extract_embeddings(model, val.images[va], input_size=image_size)
+            x_tr = extract_embeddings(model, train.images[tr], input_size=image_size, device=device)
+            x_va = extract_embeddings(model, val.images[va], input_size=image_size, device=device)
             feats[backbone, init, seed] = x_va
             y_tr, y_va = train.labels[tr], val.labels[va]
             rows.append({"backbone": backbone, "init": init, "seed": seed,
@@ -104,7 +105,8 @@ names = [n.split(",")[0] for n in val.class_names[:tsne_classes]]
 for backbone in backbones:
     fig, axes = plt.subplots(1, len(INITS), figsize=(5 * len(INITS), 4.4))
     for ax, init in zip(axes, INITS):
-        pts = tsne_2d(feats[backbone, init, seeds[0]][shown], seed=seeds[0])
+        x = feats[backbone, init, seeds[0]][shown]
+        pts = tsne_2d(x, seed=seeds[0], perplexity=min(30.0, (len(x) - 1) / 3))
         plot_tsne(pts, val.labels[va][shown], names, ax=ax, title=f"{backbone}, {init}")
     fig.tight_layout()
 

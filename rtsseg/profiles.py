@@ -59,6 +59,10 @@ _SMOKE_TRAIN = dict(
 _CPU_TRAIN = dict(
     backbones=SMALL_BACKBONES,
     seeds=[0, 1],
+    epochs=2,
+    batch_size=64,
+    max_images_per_class=40,
+    warmup_epochs=0.5,
 )
 
 _GPU_TRAIN = dict(
@@ -85,11 +89,13 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "cpu": {
         "01_data": {},
-        "02_pretrain_barlow_twins": dict(_CPU_TRAIN),
+        "02_pretrain_barlow_twins": dict(
+            _CPU_TRAIN, projector_dims=[1024, 1024, 1024], knn_train_per_class=20, knn_val_per_class=10
+        ),
         "03_supervised_baseline": dict(_CPU_TRAIN),
-        "04_attention_maps": dict(backbones=SMALL_BACKBONES, seeds=[0, 1]),
-        "05_embeddings": dict(backbones=SMALL_BACKBONES, seeds=[0, 1]),
-        "06_segmentation": dict(backbones=SMALL_BACKBONES, seeds=[0, 1]),
+        "04_attention_maps": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], n_val_images=2000),
+        "05_embeddings": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], train_per_class=20, val_per_class=10),
+        "06_segmentation": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], input_size=[96, 128], epochs=30),
         "07_summary": {},
     },
     "gpu": {
@@ -102,12 +108,16 @@ PROFILES: dict[str, dict[str, dict]] = {
             projector_dims=[8192, 8192, 8192],
             knn_train_per_class=100,
             knn_val_per_class=50,
+            warmup_epochs=10.0,
         ),
-        "03_supervised_baseline": dict(_GPU_TRAIN, epochs=100, batch_size=256, max_images_per_class=None),
+        "03_supervised_baseline": dict(
+            _GPU_TRAIN, epochs=100, batch_size=256, max_images_per_class=None, warmup_epochs=10.0
+        ),
         "04_attention_maps": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
         "05_embeddings": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
         "06_segmentation": dict(
-            backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], input_size=[360, 480], epochs=20
+            dataset="cocostuff27", backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224,
+            input_size=[224, 224], max_train=5000, epochs=20,
         ),
         "07_summary": {},
     },

@@ -12,6 +12,10 @@ from rtsseg.attention.evaluate import attention_scores, center_square
 class _Fixed(torch.nn.Module):
     """Stands in for a backbone: normalize is the identity, eval/train work."""
 
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
     def normalize(self, x):
         return x.float()
 

@@ -88,4 +88,4 @@ def test_relpos_other_size_interpolates() -> None:
 def test_botnet_runs_at_another_size() -> None:
     torch.manual_seed(0)
     bot = to_botnet(create_resnet_small(), "botnet_small", img_size=64)
-    assert bot.forward_features(torch.randn(1, 3, 96, 96)).shape == (1, 1024, 12, 12)
+    assert bot.forward_features(torch.randn(1, 3, 96, 96)).shape == (1, bot.embed_dim, 12, 12)

@@ -162,3 +162,21 @@ def test_full_size_at_224(name: str, grid: tuple[int, int]) -> None:
     if b.family != "resnet":  # the last attention layer: ViT patch grid, Swin's single 7x7 window, BoTNet 7x7
         maps = capture_attention(b, x)
         assert maps.shape[-2:] == grid and torch.allclose(maps.sum((-2, -1)), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vit_small64", "swin_small64", "botnet_small"])
+def test_small_variants_take_camvid_shaped_inputs(name: str) -> None:
+    """The segmentation probe feeds 96x128 inputs to backbones built (and pretrained) at 64 px."""
+    b = build_backbone(name, img_size=64).eval()
+    with torch.no_grad():
+        assert b.forward_features(torch.randn(1, 3, 96, 128)).shape[-2:] == (12, 16)
+
+
+def test_dynamic_swin_equals_fixed_size_swin_at_its_size() -> None:
+    torch.manual_seed(0)
+    dynamic = build_backbone("swin_small64").eval()
+    torch.manual_seed(0)
+    fixed = build_backbone("swin_small64", dynamic_img_size=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(dynamic(x), fixed(x), atol=1e-6)

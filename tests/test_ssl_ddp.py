@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -68,7 +67,6 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
             torch.testing.assert_close(got["buffers"][name].float(), b.float(), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.slow
 def test_torchrun_runs_the_training_entry_point(tmp_path: Path):
     run_dir = tmp_path / "run"
     cmd = [

@@ -37,7 +37,7 @@ class SupervisedConfig:
     batch_size: int = 256
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.05
-    warmup_epochs: int = 5
+    warmup_epochs: float = 5.0
     seed: int = 0
     max_images_per_class: int | None = None  # None: the 100 train images per class of the shared subset
     crop_scale: tuple[float, float] = (0.25, 1.0)  # RandomResizedCrop area fraction
@@ -164,7 +164,7 @@ def train_supervised(
                "weight_decay": 0.0}]  # no decay on biases and norm weights
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(images) / cfg.batch_size)
-    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
 
     start_epoch, history = 0, []
     if ckpt_path.exists():

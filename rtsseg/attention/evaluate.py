@@ -45,10 +45,11 @@ def attention_scores(
         raise ValueError(f"{images.shape[0]} images but {gts.shape[0]} ground-truth masks")
     was_training = backbone.training
     backbone.eval()
+    device = next(backbone.parameters()).device
     jac, inside = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="attention", disable=not progress):
-        x = backbone.normalize(images[start : start + batch_size])  # [b,3,H,W]
-        maps = capture_attention(backbone, x, layer)  # [b,heads,h,w]
+        x = backbone.normalize(images[start : start + batch_size].to(device))  # [b,3,H,W]
+        maps = capture_attention(backbone, x, layer).float().cpu()  # [b,heads,h,w]
         s = head_scores(maps, gts[start : start + batch_size], mass=mass)
         jac.append(s["jaccard"])  # [b,heads]
         inside.append(s["mass_in_gt"])  # [b]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from rtsseg.attention.masks import mass_mask, upsample_maps  # noqa: E402
+from rtsseg.attention.masks import mass_mask, upsample_maps
 
 
 def to_uint8_image(x: torch.Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None

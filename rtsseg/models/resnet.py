@@ -36,7 +36,7 @@ def create_resnet50(name: str = "resnet50", pretrained_tag: str | None = None, *
     return ResNetBackbone(name, model)
 
 
-def small_resnet_model(layers: tuple[int, ...] = (1, 1, 1, 2), channels: tuple[int, ...] = (32, 64, 128, 256),
+def small_resnet_model(layers: tuple[int, ...] = (1, 1, 1, 2), channels: tuple[int, ...] = (16, 32, 64, 128),
                        **kwargs) -> ResNet:
     """Narrow bottleneck ResNet of total stride 8: stem 3x3 stride 2, no max-pool, stage strides (1, 2, 1, 2).
 
@@ -55,5 +55,9 @@ def small_resnet_model(layers: tuple[int, ...] = (1, 1, 1, 2), channels: tuple[i
 
 
 def create_resnet_small(name: str = "resnet_small", **kwargs) -> ResNetBackbone:
-    """Small ResNet for the CPU profile (about 3.1 M parameters with the defaults; botnet_small 2.4 M)."""
+    """Small ResNet for the CPU profile (about 0.8 M parameters with the defaults; botnet_small 0.6 M).
+
+    Widths (16, 32, 64, 128) keep a Barlow Twins step (2 views x 64 images, 64 px) near 1.4 s on 2 CPU cores,
+    on par with vit_small64 and swin_small64; the 2x wider variant took 3.2 s.
+    """
     return ResNetBackbone(name, small_resnet_model(**kwargs))

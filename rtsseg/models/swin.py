@@ -41,8 +41,12 @@ def create_swin(name: str, timm_name: str, pretrained_tag: str | None = None, im
 
 def create_swin_small64(name: str = "swin_small64", img_size: int = 64, patch_size: int = 2, embed_dim: int = 48,
                         depths: tuple[int, ...] = (1, 1, 3), num_heads: tuple[int, ...] = (2, 3, 6),
-                        window_size: int = 8, **kwargs) -> SwinBackbone:
-    """Small Swin for 64 px: patch 2 -> 32x32, 16x16, 8x8 tokens; the last stage is one global 8x8 window (6 heads); about 1.6 M parameters."""
-    model = SwinTransformer(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depths=depths,
+                        window_size: int = 8, dynamic_img_size: bool = True, **kwargs) -> SwinBackbone:
+    """Small Swin for 64 px: patch 2 -> 32x32, 16x16, 8x8 tokens; the last stage is one global 8x8 window (6 heads); about 1.6 M parameters.
+
+    ``dynamic_img_size`` (timm: pad to whole windows, masks computed per input) lets the segmentation probe feed
+    other input sizes, e.g. CamVid at 96x128; at ``img_size`` the outputs equal the fixed-size model's.
+    """
+    model = SwinTransformer(dynamic_img_size=dynamic_img_size, img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depths=depths,
                             num_heads=num_heads, window_size=window_size, num_classes=0, **kwargs)
     return SwinBackbone(name, model)

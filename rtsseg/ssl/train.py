@@ -171,8 +171,9 @@ def load_training_images(cfg: PretrainConfig) -> torch.Tensor:
 def build_knn_monitor(cfg: PretrainConfig) -> KNNMonitor:
     kw = dict(k=cfg.knn_k, temperature=cfg.knn_temperature)
     if cfg.data == "synthetic":
-        xt, yt = synthetic_dataset(cfg.synthetic_classes * cfg.knn_train_per_class, cfg.synthetic_classes, 32, cfg.seed + 1)
-        xv, yv = synthetic_dataset(cfg.synthetic_classes * cfg.knn_val_per_class, cfg.synthetic_classes, 32, cfg.seed + 2)
+        k = cfg.synthetic_classes
+        xt, yt = synthetic_dataset(k * cfg.knn_train_per_class, k, 32, cfg.seed + 1)
+        xv, yv = synthetic_dataset(k * cfg.knn_val_per_class, k, 32, cfg.seed + 2)
         return KNNMonitor(xt, yt, xv, yv, cfg.image_size, cfg.synthetic_classes, **kw)
     return KNNMonitor.from_tinyimagenet(
         _tiny_imagenet_root(cfg), cfg.image_size, cfg.knn_train_per_class, cfg.knn_val_per_class, _cache_dir(cfg), **kw
@@ -344,7 +345,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     ddp = model
     if info.world_size > 1:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        device_ids = [info.local_rank] if info.device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     t0 = time.perf_counter() - wall_offset
 
     def save(step_done: int) -> None:
@@ -378,7 +380,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
         if info.is_main:
             mon = knn(model.backbone, info.device)
             save_ccmatrix(ev["c"], run_dir / f"ccmatrix_e{epoch}.pt", cfg.ccmatrix_size)
-            lr_w = lr_at(min(step_done, total_steps - 1), total_steps, warmup_steps, cfg.lr_weights, cfg.lr_biases, cfg.batch_size)[0]
+            lr_w, _ = lr_at(
+                min(step_done, total_steps - 1), total_steps, warmup_steps, cfg.lr_weights, cfg.lr_biases, cfg.batch_size
+            )
             row = {
                 "epoch": epoch, "step": step_done, "loss": ev["loss"], "on_diag": ev["on_diag"],
                 "off_diag": ev["off_diag"], "emb_std": mon["emb_std"], "knn_acc": mon["knn_acc"],
@@ -387,7 +391,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
             _append_csv(history_path, HISTORY_FIELDS, row)
             print(
                 f"epoch {epoch}/{cfg.epochs} step {step_done} loss {ev['loss']:.3f} (on {ev['on_diag']:.3f}, "
-                f"off {ev['off_diag']:.3f}) emb_std {mon['emb_std']:.4f} z_std {ev['z_std']:.4f} knn {100 * mon['knn_acc']:.2f}%",
+                f"off {ev['off_diag']:.3f}) emb_std {mon['emb_std']:.4f} z_std {ev['z_std']:.4f} "
+                f"knn {100 * mon['knn_acc']:.2f}%",
                 flush=True,
             )
         D.barrier()
@@ -402,7 +407,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
         epoch, i = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm_epoch, perm = epoch, epoch_permutation(len(images), cfg.seed, epoch)
-        x = images[batch_indices(perm, i, cfg.batch_size, info.rank, info.world_size)].to(info.device, non_blocking=True)
+        idx = batch_indices(perm, i, cfg.batch_size, info.rank, info.world_size)  # [n]
+        x = images[idx].to(info.device, non_blocking=True)  # uint8 [n, 3, H, W]
         v1, v2 = aug(x, generator=step_generator(cfg.seed, step, info.rank))  # [n, 3, S, S] each
         if channels_last:
             v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
