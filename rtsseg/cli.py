@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # papermill logs each notebook's outputs (progress bars included) as they come: show them plainly
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["pretrain"]:
         return _pretrain(argv[1:])

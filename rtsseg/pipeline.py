@@ -24,6 +24,8 @@ from rtsseg.config import REPO_ROOT, data_root
 from rtsseg.profiles import BOOK, STEPS, Step, executed_notebook, run_dir, step_params
 
 PACKAGE = REPO_ROOT / "rtsseg"
+#: Orchestration only: they choose what runs, never what a step computes, so they are not part of a step's inputs.
+NOT_INPUTS = ("cli.py", "pipeline.py")
 
 
 class NotebookParameterError(ValueError):
@@ -102,6 +104,8 @@ def parse_override(text: str) -> tuple[str, object]:
 def package_digest() -> str:
     h = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() in NOT_INPUTS:
+            continue
         h.update(str(path.relative_to(PACKAGE)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -160,6 +164,7 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
         return StepResult(step.name, "skipped", 0.0, out), fp
 
     _prefer_this_python_kernel()
+    os.environ.setdefault("TQDM_MININTERVAL", "10")  # progress bars stream to the terminal, not every 0.1 s
     failed = run_dir(profile, "failed", f"{step.name}.ipynb")
     failed.parent.mkdir(parents=True, exist_ok=True)
     print(f"[rtsseg] {profile}/{step.name}: running with {params}", flush=True)
