@@ -49,11 +49,10 @@ import torch.nn.functional as F
 from rtsseg.attention import box_mask, capture_attention, class_mask
 from rtsseg.attention.evaluate import attention_scores, center_square
 from rtsseg.attention.plot import plot_attention_heads
-from rtsseg.config import data_root as resolve_data_root, default_device, seed_everything
+from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data import camvid
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.models import build_backbone
-from rtsseg.profiles import cache_dir, pretrain_dir, supervised_dir
+from rtsseg.profiles import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import seed_table
 
@@ -61,19 +60,7 @@ params = notebook_params(globals(), "04_attention_maps")
 record = RunRecord("04_attention_maps", params)
 root = resolve_data_root(data_root)
 device = default_device()
-INITS = ["random", "supervised", "barlow twins"]
-
-
-def load(backbone: str, init: str, seed: int):
-    """The backbone of one run: random init (seeded), or the checkpoint of chapter 2 / 3."""
-    seed_everything(seed)
-    weights = {
-        "random": None,
-        "supervised": supervised_dir(profile, backbone, seed) / "checkpoint.pt",
-        "barlow twins": pretrain_dir(profile, backbone, seed) / "checkpoint.pt",
-    }[init]
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
-
+INITS = list(INITS)
 
 # %% [markdown]
 # ## Ground truth
@@ -111,7 +98,7 @@ print(f"Tiny-ImageNet val: {len(tin_images)} images with boxes; CamVid val: {len
 # %%
 for backbone in backbones:
     for init in INITS:
-        model = load(backbone, init, seeds[0])
+        model = load_backbone(profile, backbone, init, seeds[0], image_size, device)
         for j in range(n_figure_images):
             k = j * (len(tin_images) // max(n_figure_images, 1))
             with torch.no_grad():
@@ -129,7 +116,7 @@ rows = []
 for backbone in backbones:
     for init in INITS:
         for seed in seeds:
-            model = load(backbone, init, seed)
+            model = load_backbone(profile, backbone, init, seed, image_size, device)
             for data, images, gts in [("Tiny-ImageNet boxes", tin_images, tin_gts), ("CamVid things", cam_images, cam_gts)]:
                 s = attention_scores(model, images, gts)
                 rows.append({"backbone": backbone, "init": init, "seed": seed, "ground truth": data,

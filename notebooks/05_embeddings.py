@@ -37,10 +37,9 @@ import torch
 
 from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy, plot_tsne, tsne_2d
 from rtsseg.analysis.knn import knn_accuracy
-from rtsseg.config import data_root as resolve_data_root, default_device, seed_everything
+from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.models import build_backbone
-from rtsseg.profiles import cache_dir, pretrain_dir, supervised_dir
+from rtsseg.profiles import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import seed_table
 
@@ -48,23 +47,11 @@ params = notebook_params(globals(), "05_embeddings")
 record = RunRecord("05_embeddings", params)
 root = resolve_data_root(data_root)
 device = default_device()
-INITS = ["random", "supervised", "barlow twins"]
-
-
-def load(backbone: str, init: str, seed: int):
-    seed_everything(seed)
-    weights = {
-        "random": None,
-        "supervised": supervised_dir(profile, backbone, seed) / "checkpoint.pt",
-        "barlow twins": pretrain_dir(profile, backbone, seed) / "checkpoint.pt",
-    }[init]
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
-
+INITS = list(INITS)
 
 def per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
     """Indices of the first ``n`` items of every class (deterministic)."""
     return torch.cat([(labels == c).nonzero().flatten()[:n] for c in labels.unique()])
-
 
 # %%
 tin = tinyimagenet_root(root)
@@ -79,7 +66,7 @@ rows, feats = [], {}
 for backbone in backbones:
     for init in INITS:
         for seed in seeds:
-            model = load(backbone, init, seed)
+            model = load_backbone(profile, backbone, init, seed, image_size, device)
             x_tr = extract_embeddings(model, train.images[tr], input_size=image_size, device=device)
             x_va = extract_embeddings(model, val.images[va], input_size=image_size, device=device)
             feats[backbone, init, seed] = x_va

@@ -40,9 +40,8 @@ n_figure_images = 3
 import pandas as pd
 import torch
 
-from rtsseg.config import data_root as resolve_data_root, default_device, seed_everything
-from rtsseg.models import build_backbone
-from rtsseg.profiles import pretrain_dir, supervised_dir
+from rtsseg.config import data_root as resolve_data_root, default_device
+from rtsseg.profiles import INITS, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.seg.data import segmentation_loaders
 from rtsseg.seg.plot import CAMVID_PALETTE, default_palette, plot_predictions
@@ -53,7 +52,7 @@ params = notebook_params(globals(), "06_segmentation")
 record = RunRecord("06_segmentation", params)
 root = resolve_data_root(data_root)
 device = default_device()
-INITS = ["random", "supervised", "barlow twins"]
+INITS = list(INITS)
 train_loader, val_loader, class_names = segmentation_loaders(
     dataset, root, tuple(input_size), batch_size=batch_size, max_train=max_train, max_val=max_val
 )
@@ -61,23 +60,12 @@ num_classes = len(class_names)
 print(f"{dataset}: {len(train_loader.dataset)} train, {len(val_loader.dataset)} val images, {num_classes} classes, "
       f"network input {input_size}")
 
-
-def load(backbone: str, init: str, seed: int):
-    seed_everything(seed)
-    weights = {
-        "random": None,
-        "supervised": supervised_dir(profile, backbone, seed) / "checkpoint.pt",
-        "barlow twins": pretrain_dir(profile, backbone, seed) / "checkpoint.pt",
-    }[init]
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
-
-
 # %%
 rows, models = [], {}
 for backbone in backbones:
     for init in INITS:
         for seed in seeds:
-            model = load(backbone, init, seed)
+            model = load_backbone(profile, backbone, init, seed, image_size, device)
             head, history = train_probe(model, train_loader, num_classes, epochs=epochs, lr=lr, device=device, seed=seed)
             segmenter = FrozenBackboneSegmenter(model, head)
             s = evaluate_segmentation(segmenter, val_loader, num_classes, device=device)

@@ -160,3 +160,31 @@ def supervised_dir(profile: str, backbone: str, seed: int) -> Path:
 def cache_dir(profile: str | None = None) -> Path:
     """Decoded-data caches are profile independent: ``runs/cache``."""
     return run_dir("cache")
+
+
+#: The three initialisations every analysis chapter compares.
+INITS = ("random", "supervised", "barlow twins")
+
+
+def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu"):
+    """The backbone of one run, in eval mode on ``device``: a random init seeded with ``seed``, or the
+    checkpoint written by chapter 3 (``supervised``) or chapter 2 (``barlow twins``) for that seed."""
+    from rtsseg.config import seed_everything
+    from rtsseg.models import build_backbone
+
+    if init not in INITS:
+        raise ValueError(f"unknown initialisation {init!r}; choose one of {INITS}")
+    seed_everything(seed)
+    weights = None
+    if init != "random":
+        run, step = (
+            (supervised_dir(profile, backbone, seed), "03") if init == "supervised"
+            else (pretrain_dir(profile, backbone, seed), "02")
+        )
+        weights = run / "checkpoint.pt"
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"no {init} checkpoint for {backbone} seed {seed}: {weights}. "
+                f"Fix: run `rtsseg run --profile {profile} --step {step}` with this backbone and seed first"
+            )
+    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
