@@ -34,7 +34,8 @@ def _steps(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from rtsseg.data.download import download
 
-    download(args.dataset, args.dest)
+    kwargs = {"splits": tuple(args.splits)} if args.dataset == "cocostuff" else {}
+    print(f"[rtsseg] {args.dataset} -> {download(args.dataset, args.dest, **kwargs)}")
     return 0
 
 
@@ -66,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("download", help="download a data set with its official URLs (needs internet)")
     dl.add_argument("dataset", choices=["cocostuff", "tiny-imagenet", "camvid"])
-    dl.add_argument("dest")
+    dl.add_argument("dest", help="tiny-imagenet, camvid: the data root; cocostuff: the cocostuff/ folder itself")
+    dl.add_argument("--splits", nargs="+", default=["val2017"], choices=["train2017", "val2017"],
+                    help="COCO-Stuff splits to fetch (train2017 is about 18 GB)")
     dl.set_defaults(func=_download)
 
     sub.add_parser("pretrain", help="Barlow Twins pretraining (torchrun-compatible); see `rtsseg pretrain --help`",
