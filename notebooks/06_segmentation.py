@@ -29,10 +29,10 @@ backbones = ["vit_small64", "swin_small64", "botnet_small"]
 seeds = [0, 1]
 image_size = 64  # the backbones' input size in pretraining
 input_size = [96, 128]  # network input (h, w) for segmentation (CamVid's 3:4 aspect)
-max_train = None  # None: the whole train split
+max_train = 184  # None: the whole train split (evenly spaced frames otherwise)
 max_val = None  # None: the whole val split
-epochs = 30
-lr = 1e-3
+epochs = 5
+lr = 5e-3
 batch_size = 16
 n_figure_images = 3
 
