@@ -29,19 +29,21 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("01_data"),
     Step("02_pretrain_barlow_twins"),
-    Step("03_supervised_baseline"),
-    Step("04_attention_maps", depends=("02_pretrain_barlow_twins", "03_supervised_baseline")),
-    Step("05_embeddings", depends=("02_pretrain_barlow_twins", "03_supervised_baseline")),
-    Step("06_segmentation", depends=("02_pretrain_barlow_twins", "03_supervised_baseline")),
+    Step("03_pretrain_dino"),
+    Step("04_supervised_baseline"),
+    Step("05_attention_maps", depends=("02_pretrain_barlow_twins", "03_pretrain_dino", "04_supervised_baseline")),
+    Step("06_embeddings", depends=("02_pretrain_barlow_twins", "03_pretrain_dino", "04_supervised_baseline")),
+    Step("07_segmentation", depends=("02_pretrain_barlow_twins", "03_pretrain_dino", "04_supervised_baseline")),
     Step(
-        "07_summary",
+        "08_findings",
         depends=(
             "01_data",
             "02_pretrain_barlow_twins",
-            "03_supervised_baseline",
-            "04_attention_maps",
-            "05_embeddings",
-            "06_segmentation",
+            "03_pretrain_dino",
+            "04_supervised_baseline",
+            "05_attention_maps",
+            "06_embeddings",
+            "07_segmentation",
         ),
     ),
 )
@@ -77,29 +79,31 @@ PROFILES: dict[str, dict[str, dict]] = {
         "02_pretrain_barlow_twins": dict(
             _SMOKE_TRAIN, projector_dims=[256, 256, 256], knn_train_per_class=2, knn_val_per_class=2
         ),
-        "03_supervised_baseline": dict(_SMOKE_TRAIN),
-        "04_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4),
-        "05_embeddings": dict(
+        "03_pretrain_dino": {},
+        "04_supervised_baseline": dict(_SMOKE_TRAIN),
+        "05_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4),
+        "06_embeddings": dict(
             backbones=["vit_small64"], seeds=[0], train_per_class=4, val_per_class=2, tsne_classes=5
         ),
-        "06_segmentation": dict(
+        "07_segmentation": dict(
             backbones=["vit_small64"], seeds=[0], max_train=16, max_val=8, epochs=2, input_size=[96, 128]
         ),
-        "07_summary": {},
+        "08_findings": {},
     },
     "cpu": {
         "01_data": {},
         "02_pretrain_barlow_twins": dict(
             _CPU_TRAIN, projector_dims=[1024, 1024, 1024], knn_train_per_class=20, knn_val_per_class=10
         ),
-        "03_supervised_baseline": dict(_CPU_TRAIN),
-        "04_attention_maps": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], n_val_images=2000),
-        "05_embeddings": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], train_per_class=20, val_per_class=10),
+        "03_pretrain_dino": {},
+        "04_supervised_baseline": dict(_CPU_TRAIN),
+        "05_attention_maps": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], n_val_images=2000),
+        "06_embeddings": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], train_per_class=20, val_per_class=10),
         # the probe's loss runs at the labels' 360x480: ~10 s per epoch over all 367 train images on 2 cores
-        "06_segmentation": dict(
+        "07_segmentation": dict(
             backbones=SMALL_BACKBONES, seeds=[0, 1], input_size=[96, 128], max_train=184, epochs=5, lr=5e-3
         ),
-        "07_summary": {},
+        "08_findings": {},
     },
     "gpu": {
         "01_data": {},
@@ -113,16 +117,17 @@ PROFILES: dict[str, dict[str, dict]] = {
             knn_val_per_class=50,
             warmup_epochs=10.0,
         ),
-        "03_supervised_baseline": dict(
+        "03_pretrain_dino": {},
+        "04_supervised_baseline": dict(
             _GPU_TRAIN, epochs=100, batch_size=256, max_images_per_class=None, warmup_epochs=10.0
         ),
-        "04_attention_maps": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
-        "05_embeddings": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
-        "06_segmentation": dict(
+        "05_attention_maps": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
+        "06_embeddings": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
+        "07_segmentation": dict(
             dataset="cocostuff27", backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224,
             input_size=[224, 224], max_train=5000, epochs=20,
         ),
-        "07_summary": {},
+        "08_findings": {},
     },
 }
 
@@ -181,7 +186,7 @@ def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size:
     weights = None
     if init != "random":
         run, step = (
-            (supervised_dir(profile, backbone, seed), "03") if init == "supervised"
+            (supervised_dir(profile, backbone, seed), "04") if init == "supervised"
             else (pretrain_dir(profile, backbone, seed), "02")
         )
         weights = run / "checkpoint.pt"

@@ -36,8 +36,8 @@ def test_smoke_profile_builds_the_book(tmp_path):
     assert (html / "index.html").is_file()
     pages = html / "book" / "smoke"
     pretrain = (pages / "02_pretrain_barlow_twins.html").read_text()
-    attention = (pages / "04_attention_maps.html").read_text()
-    segmentation = (pages / "06_segmentation.html").read_text()
+    attention = (pages / "05_attention_maps.html").read_text()
+    segmentation = (pages / "07_segmentation.html").read_text()
     assert pretrain.count("<img") >= 3 and "k-NN after" in pretrain  # augmented pairs, loss curves, C matrix
     assert attention.count("<img") >= 2 and "best head" in attention
     assert re.search(r"camvid val, linear probe", segmentation) and "mIoU" in segmentation

@@ -41,8 +41,8 @@ from rtsseg.profiles import supervised_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import mean_std
 
-params = notebook_params(globals(), "03_supervised_baseline")
-record = RunRecord("03_supervised_baseline", params)
+params = notebook_params(globals(), "04_supervised_baseline")
+record = RunRecord("04_supervised_baseline", params)
 root = resolve_data_root(data_root)
 
 # %%

@@ -43,8 +43,8 @@ from rtsseg.profiles import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import seed_table
 
-params = notebook_params(globals(), "05_embeddings")
-record = RunRecord("05_embeddings", params)
+params = notebook_params(globals(), "06_embeddings")
+record = RunRecord("06_embeddings", params)
 root = resolve_data_root(data_root)
 device = default_device()
 INITS = list(INITS)

@@ -25,14 +25,14 @@ import pandas as pd
 from rtsseg.profiles import STEPS
 from rtsseg.report import RunRecord, compute_budget, notebook_params, read_results
 
-params = notebook_params(globals(), "07_summary")
-record = RunRecord("07_summary", params)
+params = notebook_params(globals(), "08_findings")
+record = RunRecord("08_findings", params)
 
 # %% [markdown]
 # ## Compute budget
 
 # %%
-budget = compute_budget(profile, [s.name for s in STEPS if s.name != "07_summary"])
+budget = compute_budget(profile, [s.name for s in STEPS if s.name != "08_findings"])
 budget
 
 # %% [markdown]

@@ -48,8 +48,8 @@ from rtsseg.seg.plot import CAMVID_PALETTE, default_palette, plot_predictions
 from rtsseg.seg.probe import FrozenBackboneSegmenter, evaluate_segmentation, predict_masks, train_probe
 from rtsseg.stats import seed_table
 
-params = notebook_params(globals(), "06_segmentation")
-record = RunRecord("06_segmentation", params)
+params = notebook_params(globals(), "07_segmentation")
+record = RunRecord("07_segmentation", params)
 root = resolve_data_root(data_root)
 device = default_device()
 INITS = list(INITS)

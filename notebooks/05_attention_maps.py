@@ -56,8 +56,8 @@ from rtsseg.profiles import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import mean_std, seed_table
 
-params = notebook_params(globals(), "04_attention_maps")
-record = RunRecord("04_attention_maps", params)
+params = notebook_params(globals(), "05_attention_maps")
+record = RunRecord("05_attention_maps", params)
 root = resolve_data_root(data_root)
 device = default_device()
 INITS = list(INITS)
