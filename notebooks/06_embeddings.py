@@ -36,9 +36,9 @@ import pandas as pd
 import torch
 
 from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy, plot_tsne, tsne_2d
-from rtsseg.analysis.knn import knn_accuracy
 from rtsseg.config import data_root as resolve_data_root, default_device
-from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
+from rtsseg.data.tinyimagenet import load_tensors, per_class_indices, tinyimagenet_root
+from rtsseg.knn import knn_accuracy
 from rtsseg.profiles import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import seed_table
@@ -47,17 +47,12 @@ params = notebook_params(globals(), "06_embeddings")
 record = RunRecord("06_embeddings", params)
 root = resolve_data_root(data_root)
 device = default_device()
-INITS = list(INITS)
-
-def per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of the first ``n`` items of every class (deterministic)."""
-    return torch.cat([(labels == c).nonzero().flatten()[:n] for c in labels.unique()])
 
 # %%
 tin = tinyimagenet_root(root)
 train = load_tensors(tin, "train", cache_dir=cache_dir())
 val = load_tensors(tin, "val", cache_dir=cache_dir())
-tr, va = per_class(train.labels, train_per_class), per_class(val.labels, val_per_class)
+tr, va = per_class_indices(train.labels, train_per_class), per_class_indices(val.labels, val_per_class)
 num_classes = len(train.classes)
 print(f"{len(tr)} labelled train and {len(va)} val images, {num_classes} classes (chance {100 / num_classes:.2f} %)")
 

@@ -171,7 +171,7 @@ def cache_dir(profile: str | None = None) -> Path:
 
 
 #: The three initialisations every analysis chapter compares.
-INITS = ("random", "supervised", "barlow twins")
+INITS = ["random", "supervised", "barlow twins"]
 
 
 def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu"):

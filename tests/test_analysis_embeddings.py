@@ -9,34 +9,14 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+from fakes import FakeBackbone  # noqa: E402
 
 from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy, plot_tsne, tsne_2d  # noqa: E402
 
 
-class TinyBackbone(nn.Module):
-    """Stand-in for the Backbone contract, with dropout so that eval mode is visible."""
-
-    def __init__(self, embed_dim: int = 6) -> None:
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.proj = nn.Conv2d(3, embed_dim, 4, 4)
-        self.drop = nn.Dropout(0.5)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        return (x - 0.5) / 0.25
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x).mean((2, 3))
-
-
 def test_extract_embeddings_matches_manual_and_uses_eval_mode():
     torch.manual_seed(0)
-    bb = TinyBackbone().train()
+    bb = FakeBackbone(embed_dim=6, stride=4, dropout=0.5).train()
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
     emb = extract_embeddings(bb, images, batch_size=4, progress=False)
     assert emb.shape == (10, 6) and emb.dtype == torch.float32
@@ -50,7 +30,7 @@ def test_extract_embeddings_matches_manual_and_uses_eval_mode():
 
 
 def test_extract_embeddings_resizes():
-    bb = TinyBackbone()
+    bb = FakeBackbone(embed_dim=6, stride=4)
     images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
     seen = []
     bb.proj.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))

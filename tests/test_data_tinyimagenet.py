@@ -99,3 +99,14 @@ def test_download_tiny_imagenet_from_zip(tmp_path):
     root = download_tiny_imagenet(tmp_path / "dest", url=archive.as_uri(), progress=False)
     assert root == tmp_path / "dest" / "tiny-imagenet-200"
     assert len(TinyImageNet(root, "val")) == 3 and not (tmp_path / "dest" / "tiny-imagenet-200.zip").exists()
+
+
+def test_per_class_indices_takes_the_first_n_of_each_class_in_order():
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 0, 2])
+    idx = tin.per_class_indices(labels, 2)
+    assert idx.tolist() == [1, 4, 3, 0, 2]  # class 0: items 1, 4; class 1: only item 3; class 2: items 0, 2
+    counts = torch.bincount(labels[idx])
+    assert counts.tolist() == [2, 1, 2]
+    assert tin.per_class_indices(labels, 10).sort().values.tolist() == list(range(8))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        tin.per_class_indices(labels, 0)

@@ -180,3 +180,19 @@ def test_dynamic_swin_equals_fixed_size_swin_at_its_size() -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(dynamic(x), fixed(x), atol=1e-6)
+
+
+def test_prepare_resizes_and_normalises_like_torchvision():
+    """``Backbone.prepare`` (the one input path) against torchvision's resize + normalize."""
+    import torchvision.transforms.v2.functional as TF
+
+    from fakes import FakeBackbone
+
+    bb = FakeBackbone()
+    x = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8)
+    same = bb.prepare(x, (16, 24))
+    assert torch.allclose(same, (x.float() / 255 - 0.5) / 0.25)  # no resize at the images' own size
+    out = bb.prepare(x, 8)  # [2,3,8,8]
+    ref = TF.resize(x.float() / 255, [8, 8], antialias=True).clamp(0, 1)
+    assert out.shape == (2, 3, 8, 8) and torch.allclose(out, TF.normalize(ref, [0.5] * 3, [0.25] * 3), atol=1e-5)
+    assert torch.allclose(bb.prepare(x.float() / 255, 8), out, atol=1e-6)  # float in [0, 1] accepted too

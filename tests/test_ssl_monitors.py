@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from fakes import FakeBackbone  # noqa: E402
 
 from rtsseg.ssl.augment import BarlowTwinsAugment  # noqa: E402
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std, save_ccmatrix  # noqa: E402
@@ -29,19 +29,10 @@ def test_embedding_std_detects_collapse():
     assert spread == pytest.approx(64**-0.5, rel=0.05)
 
 
-class _MeanColour(nn.Module):
-    """Backbone stand-in: the mean colour of the image (separates synthetic classes perfectly)."""
-
-    embed_dim, mean, std = 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-
-    def forward(self, x):
-        return x.mean(dim=(2, 3)) + 10.0  # shifted so that cosine similarity still tells colours apart
-
-
 def test_knn_monitor_on_separable_data():
     xt, yt = synthetic_dataset(40, 4, 16, seed=1)
     xv, yv = synthetic_dataset(20, 4, 16, seed=2)
-    out = KNNMonitor(xt, yt, xv, yv, image_size=16, num_classes=4, k=5)(_MeanColour())
+    out = KNNMonitor(xt, yt, xv, yv, image_size=16, num_classes=4, k=5)(FakeBackbone(mean_colour=True))
     assert out["knn_acc"] > 0.9 and out["emb_std"] > 0
     with pytest.raises(ValueError):
         KNNMonitor(xt, yt[:3], xv, yv, 16)

@@ -4,7 +4,7 @@
 - :func:`linear_probe_accuracy`: multinomial logistic regression on standardised features, trained
   full-batch with L-BFGS (deterministic, no learning-rate schedule to tune), L2 penalty ``weight_decay``.
 - :func:`tsne_2d`: scikit-learn t-SNE with PCA initialisation on L2-normalised features (cosine geometry,
-  as the k-NN of :mod:`rtsseg.analysis.knn`).
+  as the k-NN of :mod:`rtsseg.knn`).
 """
 
 from __future__ import annotations
@@ -30,22 +30,17 @@ def extract_embeddings(
 ) -> torch.Tensor:
     """Pooled embeddings ``float32 [N,D]`` on the CPU.
 
-    Each batch is converted to float in [0, 1], resized (bilinear, antialiased) to ``input_size`` when
-    given, normalised with ``backbone.normalize`` and passed through ``backbone(x) -> [B,D]``.
+    Each batch goes through ``backbone.prepare`` (float, resized to ``input_size`` when given, normalised)
+    and then ``backbone(x) -> [B,D]``.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images [N,3,H,W], got {tuple(images.shape)}")
-    if isinstance(input_size, int):
-        input_size = (input_size, input_size)
     was_training = backbone.training
     backbone = backbone.to(device).eval()
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="embeddings", disable=not progress, leave=False):
-        x = images[start : start + batch_size].to(device)
-        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()  # [B,3,H,W] in [0,1]
-        if input_size is not None and tuple(x.shape[-2:]) != tuple(input_size):
-            x = F.interpolate(x, size=input_size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-        out.append(backbone(backbone.normalize(x)).float().cpu())  # [B,D]
+        x = backbone.prepare(images[start : start + batch_size].to(device), input_size)  # [B,3,S,S]
+        out.append(backbone(x).float().cpu())  # [B,D]
     backbone.train(was_training)
     return torch.cat(out) if out else torch.empty(0, getattr(backbone, "embed_dim", 0))
 

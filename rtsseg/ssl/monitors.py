@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from rtsseg.analysis.knn import knn_accuracy
+from rtsseg.knn import knn_accuracy
 
 
 def embedding_std(z: torch.Tensor) -> float:
@@ -24,16 +24,6 @@ def embedding_std(z: torch.Tensor) -> float:
     return F.normalize(z.detach().float(), dim=1).std(dim=0).mean().item()
 
 
-def prepare_images(x: torch.Tensor, mean, std, image_size: int) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> float normalised [B, 3, S, S] (bilinear antialiased resize if H != S)."""
-    y = x.float().div_(255.0)
-    if y.shape[-1] != image_size or y.shape[-2] != image_size:
-        y = F.interpolate(y, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-    m = torch.tensor(mean, dtype=y.dtype, device=y.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=y.dtype, device=y.device).view(1, 3, 1, 1)
-    return (y - m) / s
-
-
 @torch.no_grad()
 def extract_features(
     backbone: nn.Module,
@@ -43,12 +33,15 @@ def extract_features(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> torch.Tensor:
-    """Pooled backbone embeddings of uint8 images [N, 3, H, W] -> float32 [N, D] (CPU), eval mode."""
+    """Pooled backbone embeddings of uint8 images [N, 3, H, W] -> float32 [N, D] (CPU), eval mode.
+
+    Inputs go through ``backbone.prepare`` (resize to ``image_size`` + normalise), the one input path.
+    """
     was_training = backbone.training
     backbone.eval()
     feats = []
     for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-        x = prepare_images(images[start : start + batch_size].to(device), backbone.mean, backbone.std, image_size)
+        x = backbone.prepare(images[start : start + batch_size].to(device), image_size)  # [b,3,S,S]
         feats.append(backbone(x).float().cpu())
     backbone.train(was_training)
     return torch.cat(feats)

@@ -1,7 +1,7 @@
 """A few-thousand-parameter convolutional backbone for tests and smoke runs (``tiny_test``).
 
-Same interface as ``rtsseg.models.Backbone`` where the trainer needs it: ``.embed_dim``, ``.mean``,
-``.std``, ``forward(x [B, 3, H, W]) -> [B, embed_dim]``. No BatchNorm, so a DDP run and a single
+A ``rtsseg.models.Backbone`` (``.embed_dim``, ``.mean``, ``.std``, ``prepare``,
+``forward(x [B, 3, H, W]) -> [B, embed_dim]``). No BatchNorm, so a DDP run and a single
 process see exactly the same function of the global batch.
 """
 
@@ -10,16 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rtsseg.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
+from rtsseg.models.backbone import Backbone
 
 
-class TinyBackbone(nn.Module):
+class TinyBackbone(Backbone):
     family = "tiny"
 
     def __init__(self, embed_dim: int = 16, width: int = 8) -> None:
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        super().__init__("tiny_test", embed_dim)
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, embed_dim, 3, stride=2, padding=1), nn.ReLU(inplace=True),

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rtsseg.analysis.knn import knn_accuracy, knn_predict
+from rtsseg.knn import knn_accuracy, knn_predict
 
 
 def clusters(n_per_class: int, num_classes: int, dim: int, seed: int, spread: float = 0.05):
