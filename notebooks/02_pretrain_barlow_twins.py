@@ -41,7 +41,7 @@ weight_decay = 1e-6
 warmup_epochs = 0.5
 knn_train_per_class = 20
 knn_val_per_class = 10
-num_threads = 0  # 0: torch's default
+num_threads = None  # None: torch's default
 
 # %%
 import time
@@ -54,7 +54,7 @@ import torch
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
 from rtsseg.profiles import cache_dir, pretrain_dir
-from rtsseg.report import RunRecord, notebook_params, save_results
+from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history
 from rtsseg.stats import mean_std
@@ -86,13 +86,10 @@ plot_augmented_pairs(train.images[picks], BarlowTwinsAugment(image_size), seed=s
 runs = {}
 for backbone in backbones:
     for seed in seeds:
-        cfg = PretrainConfig(
-            backbone=backbone, data_root=str(root), cache_dir=str(cache_dir()), image_size=image_size,
-            epochs=epochs, batch_size=batch_size, max_images_per_class=max_images_per_class,
-            projector_dims=tuple(projector_dims), lambd=lambd, lr_weights=lr_weights, lr_biases=lr_biases,
-            weight_decay=weight_decay, warmup_epochs=warmup_epochs, knn_train_per_class=knn_train_per_class,
-            knn_val_per_class=knn_val_per_class, seed=seed, run_dir=str(pretrain_dir(profile, backbone, seed)),
-            num_threads=num_threads or None,
+        # every PretrainConfig field named like a parameter takes the parameter's value
+        cfg = config_from(
+            PretrainConfig, params, backbone=backbone, seed=seed, data_root=str(root), cache_dir=str(cache_dir()),
+            run_dir=str(pretrain_dir(profile, backbone, seed)),
         )
         t0 = time.time()
         runs[backbone, seed] = pretrain(cfg)

@@ -38,7 +38,7 @@ from rtsseg.analysis.plots import plot_curves
 from rtsseg.analysis.supervised import SupervisedConfig, train_supervised
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.profiles import supervised_dir
-from rtsseg.report import RunRecord, notebook_params, save_results
+from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.stats import mean_std
 
 params = notebook_params(globals(), "04_supervised_baseline")
@@ -49,10 +49,9 @@ root = resolve_data_root(data_root)
 runs = {}
 for backbone in backbones:
     for seed in seeds:
-        cfg = SupervisedConfig(
-            backbone=backbone, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, warmup_epochs=warmup_epochs, seed=seed,
-            max_images_per_class=max_images_per_class, data_dir=str(root / "tiny-imagenet-200"),
+        # every SupervisedConfig field named like a parameter takes the parameter's value
+        cfg = config_from(
+            SupervisedConfig, params, backbone=backbone, seed=seed, data_dir=str(root / "tiny-imagenet-200"),
             run_dir=str(supervised_dir(profile, backbone, seed)),
         )
         runs[backbone, seed] = train_supervised(cfg)

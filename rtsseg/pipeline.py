@@ -72,8 +72,13 @@ def _type_ok(default, value) -> bool:
     return isinstance(value, type(default))
 
 
+#: Parameters that count something and must be at least 1 when given (None still means "all"/"default").
+POSITIVE = ("epochs", "batch_size", "image_size", "n_examples", "max_images_per_class", "knn_train_per_class",
+            "knn_val_per_class", "train_per_class", "val_per_class", "linear_epochs", "max_train", "max_val")
+
+
 def validate_parameters(source: Path | str, declared: dict, params: dict) -> None:
-    """Unknown names and wrong types are errors naming the notebook and the fix."""
+    """Unknown names, wrong types and counts below 1 are errors naming the notebook, the parameter and the fix."""
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise NotebookParameterError(
@@ -84,6 +89,10 @@ def validate_parameters(source: Path | str, declared: dict, params: dict) -> Non
             raise NotebookParameterError(
                 f"{source}: parameter {name}={value!r} has type {type(value).__name__}, expected "
                 f"{type(declared[name]).__name__} like the default {declared[name]!r}. Fix: pass a value of that type"
+            )
+        if name in POSITIVE and isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
+            raise NotebookParameterError(
+                f"{Path(source).name}: parameter {name}={value!r} must be at least 1. Fix: pass {name}=1 or more"
             )
 
 

@@ -24,24 +24,131 @@ def _git_commit() -> str:
         return "unknown"
 
 
+#: Papermill writes the injected cell as this comment followed by one assignment per parameter.
+_INJECTED_MARKER = "# Parameters"
+
+
+def injected_parameters(namespace: dict) -> list[str]:
+    """Names assigned by papermill's injected cell (tagged ``injected-parameters``) in this kernel, in order.
+
+    The kernel never sees cell tags, but IPython keeps every executed cell's source in ``In``; papermill's
+    injected cell is the one that starts with ``# Parameters`` (its translator's comment). The last such cell
+    counts. Outside IPython (a plain script) or without papermill, returns [].
+    """
+    import ast
+
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        try:
+            history = get_ipython().user_ns.get("In", [])  # noqa: F821 (only defined inside IPython)
+        except NameError:
+            return []
+    for source in reversed(history or []):
+        if isinstance(source, str) and source.lstrip().startswith(_INJECTED_MARKER):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return []
+            return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)]
+    return []
+
+
 def notebook_params(namespace: dict, step: str) -> dict:
     """The values of ``step``'s declared parameters in ``namespace`` (a notebook's ``globals()``), validated.
 
-    Raises :class:`rtsseg.pipeline.NotebookParameterError` when a value has the wrong type, so a bad
-    ``papermill -p`` value fails at the top of the notebook with the parameter's name and the fix.
+    Fails at the top of the notebook, with the parameter's name and the fix, when papermill injected a name
+    the parameters cell does not declare (``papermill -p n_example 3``: plain papermill only warns), when a
+    value has the wrong type or is out of range, or when ``profile`` is not one of :data:`PROFILES`.
     """
-    from rtsseg.pipeline import declared_parameters, read_notebook, validate_parameters
+    from rtsseg.pipeline import NotebookParameterError, declared_parameters, read_notebook, validate_parameters
+    from rtsseg.profiles import PROFILES
     from rtsseg.profiles import step as find_step
 
     s = find_step(step)
     declared = declared_parameters(read_notebook(s), s.source)
+    unknown = [name for name in injected_parameters(namespace) if name not in declared]
+    if unknown:
+        raise NotebookParameterError(
+            f"{s.source.name}: unknown parameter(s) {unknown}. Fix: use one of {sorted(declared)}"
+        )
     values = {name: namespace[name] for name in declared}
     validate_parameters(s.source, declared, values)
-    if "profile" in values and values["profile"] not in ("smoke", "cpu", "gpu"):
-        from rtsseg.pipeline import NotebookParameterError
-
-        raise NotebookParameterError(f"{s.source}: profile={values['profile']!r}. Fix: use smoke, cpu or gpu")
+    if "profile" in values and values["profile"] not in PROFILES:
+        raise NotebookParameterError(
+            f"{s.source.name}: profile={values['profile']!r}. Fix: use one of {list(PROFILES)}"
+        )
     return values
+
+
+def config_from(cls, params: dict, **extra):
+    """A trainer config ``cls`` (a dataclass) filled from a notebook's ``params``: every field whose name is a
+    parameter takes its value, ``extra`` (per-run values: ``backbone=``, ``seed=``, paths) wins over both.
+
+    Values are checked against the field's annotation (lists become tuples where the field is a tuple), so a
+    wrong type fails here with the field's name, not deep inside training. Unknown ``extra`` names fail too.
+    Fields that are no parameter keep the config's own default.
+    """
+    import dataclasses
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"config_from: {cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    bad = sorted(set(extra) - names)
+    if bad:
+        raise TypeError(f"config_from: {cls.__name__} has no field(s) {bad}. Fix: use one of {sorted(names)}")
+    values = {**{k: v for k, v in params.items() if k in names}, **extra}
+    for name, value in values.items():
+        ok, converted = _conform(value, hints[name])
+        if not ok:
+            raise TypeError(
+                f"{cls.__name__}.{name} = {value!r} ({type(value).__name__}) does not match its type {hints[name]}. "
+                f"Fix: pass a value of that type (parameter {name!r})"
+            )
+        values[name] = converted
+    return cls(**values)
+
+
+def _conform(value, hint) -> tuple[bool, object]:
+    """(does ``value`` fit the annotation ``hint``, the value converted: list -> tuple for tuple fields)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            ok, converted = _conform(value, arg)
+            if ok:
+                return True, converted
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False, value
+        items = args[:1] * len(value) if (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else args
+        if args and len(items) != len(value):
+            return False, value
+        converted = []
+        for item, arg in zip(value, items) if args else ((v, typing.Any) for v in value):
+            ok, c = _conform(item, arg)
+            if not ok:
+                return False, value
+            converted.append(c)
+        return True, origin(converted)
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
 
 
 @dataclass

@@ -93,7 +93,7 @@ def test_load_backbone_names_the_missing_checkpoint_and_the_step(tmp_path, monke
     assert load_backbone("smoke", "vit_small64", "random", 0, 64).family == "vit"
     with pytest.raises(FileNotFoundError, match=r"barlow twins checkpoint .* --profile smoke --step 02"):
         load_backbone("smoke", "vit_small64", "barlow twins", 0, 64)
-    with pytest.raises(FileNotFoundError, match=r"--step 03"):
+    with pytest.raises(FileNotFoundError, match=r"--step 04"):
         load_backbone("smoke", "vit_small64", "supervised", 0, 64)
     with pytest.raises(ValueError, match="unknown initialisation"):
         load_backbone("smoke", "vit_small64", "dino-ish", 0, 64)
