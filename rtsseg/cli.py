@@ -10,7 +10,8 @@ def _run(args: argparse.Namespace) -> int:
     from rtsseg.pipeline import build_book, parse_override, run_profile
 
     overrides = dict(parse_override(o) for o in args.param)
-    run_profile(args.profile, only=args.step or None, force=args.force, overrides=overrides)
+    run_profile(args.profile, only=args.step or None, force=args.force, overrides=overrides,
+                allow_cpu=args.allow_cpu)
     if not args.no_book and not args.step:
         build_book(args.profile)
     return 0
@@ -46,23 +47,28 @@ def _pretrain(rest: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rtsseg.profiles import PROFILES
+
+    profiles = list(PROFILES)
     parser = argparse.ArgumentParser(prog="rtsseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the notebooks of a profile with papermill, then build the book")
-    run.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    run.add_argument("--profile", default="cpu", choices=profiles)
     run.add_argument("--step", action="append", default=[], help="run only this step (name or number); repeatable")
     run.add_argument("-p", "--param", action="append", default=[], help="override a notebook parameter: key=value")
-    run.add_argument("--force", action="store_true", help="rerun steps even if unchanged")
+    run.add_argument("--force", action="store_true",
+                     help="clear the runs (checkpoints) of the chosen steps and rerun them even if unchanged")
+    run.add_argument("--allow-cpu", action="store_true", help="run a gpu profile on a machine without CUDA anyway")
     run.add_argument("--no-book", action="store_true", help="do not build the HTML book")
     run.set_defaults(func=_run)
 
     book = sub.add_parser("book", help="build the HTML book from the executed notebooks of a profile")
-    book.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    book.add_argument("--profile", default="cpu", choices=profiles)
     book.set_defaults(func=_book)
 
     steps = sub.add_parser("steps", help="list the steps and their parameters")
-    steps.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    steps.add_argument("--profile", default="cpu", choices=profiles)
     steps.set_defaults(func=_steps)
 
     dl = sub.add_parser("download", help="download a data set with its official URLs (needs internet)")
@@ -88,11 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         return _pretrain(argv[1:])
     args = build_parser().parse_args(argv)
     from rtsseg.data.errors import DataError
-    from rtsseg.pipeline import NotebookParameterError, StepFailed
+    from rtsseg.pipeline import NotebookParameterError, RunRefused, StepFailed
 
     try:
         return args.func(args)
-    except (StepFailed, NotebookParameterError, DataError, FileNotFoundError) as err:
+    except (RunRefused, NotebookParameterError) as err:  # nothing ran: a usage error, like argparse's
+        print(f"rtsseg: error: {err}", file=sys.stderr)
+        return 2
+    except (StepFailed, DataError, FileNotFoundError) as err:
         print(f"rtsseg: error: {err}", file=sys.stderr)
         return 1
 

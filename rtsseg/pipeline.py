@@ -1,15 +1,19 @@
 """Run the notebooks of a profile with papermill, skip unchanged steps, and build the Jupyter Book.
 
 Each step is a jupytext percent-format notebook ``notebooks/<step>.py`` with a cell tagged ``parameters``.
-Its executed copy goes to ``book/<profile>/<step>.ipynb`` only when it succeeds (a failed run is kept under
-``runs/<profile>/failed/`` so it never clobbers committed results). A step is skipped when its fingerprint
-— notebook source, parameters, the ``rtsseg`` package source, the data root and its upstream steps'
-fingerprints — equals the one recorded in its executed notebook and in ``runs/<profile>/done/``.
+Its executed copy goes to ``book/<profile>/<step>.ipynb`` only when it succeeds; while it runs it is written to
+``runs/<profile>/running/`` and a failed run is moved to ``runs/<profile>/failed/``, so it never clobbers
+committed results. A step is skipped when its fingerprint — notebook source, parameters, the ``rtsseg``
+package source, the data root and its upstream steps' fingerprints — equals the one recorded in its executed
+notebook and in ``runs/<profile>/done/``. One ``rtsseg run`` per profile at a time (``runs/<profile>/.lock``).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtsseg.config import REPO_ROOT, data_root
-from rtsseg.profiles import BOOK, STEPS, Step, executed_notebook, run_dir, step_params
+from rtsseg.profiles import BOOK, PROFILES, STEPS, Step, executed_notebook, run_dir, step_params
 
 PACKAGE = REPO_ROOT / "rtsseg"
 #: Orchestration only: they choose what runs, never what a step computes, so they are not part of a step's inputs.
@@ -34,6 +38,109 @@ class NotebookParameterError(ValueError):
 
 class StepFailed(RuntimeError):
     """A notebook raised; the message carries the notebook's own exception and where the run was kept."""
+
+
+class RunRefused(RuntimeError):
+    """The run cannot start or the book cannot be built as asked; the message names the parameter or path and
+    the fix (the CLI prints it as one line and exits with status 2)."""
+
+
+# ---- before anything runs ------------------------------------------------------------------------------
+
+def needs_cuda(profile: str) -> bool:
+    """The full-size profiles (``gpu`` and its variants such as ``gpu-short``) take days per run on a CPU."""
+    return profile.split("-", 1)[0] == "gpu"
+
+
+def preflight(profile: str, allow_cpu: bool = False) -> None:
+    """Refuse at once, with the fix, what would fail late or run for days: an unknown profile, a gpu profile on
+    a machine without CUDA, a runs folder that cannot be written."""
+    if profile not in PROFILES:
+        raise RunRefused(f"unknown profile {profile!r}. Fix: use one of {list(PROFILES)}")
+    if needs_cuda(profile) and not allow_cpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RunRefused(
+                f"profile {profile!r} is the full-size configuration and this machine has no CUDA GPU (about 9.5 days "
+                f"per backbone and seed at 224 px on a CPU). Fix: --profile cpu, or --allow-cpu to run it anyway"
+            )
+    try:
+        runs = run_dir(profile)  # creates the runs root
+    except OSError as err:
+        raise RunRefused(
+            f"cannot write to {err.filename} ({err.strerror}). Fix: make it writable, or set RTSSEG_RUNS to a "
+            f"writable folder"
+        ) from None
+    check_writable(runs)
+    check_writable(executed_notebook(profile, "x").parent)
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it, or refuse naming the folder and the fix."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise RunRefused(
+            f"cannot write to {folder} ({err.strerror or err}). Fix: make it writable, or set RTSSEG_RUNS to a "
+            f"writable folder"
+        ) from None
+
+
+@contextlib.contextmanager
+def profile_lock(profile: str):
+    """Hold ``runs/<profile>/.lock`` (``fcntl.flock``) while a run of ``profile`` goes on; a second run of the same
+    profile fails at once naming the first one's pid. The kernel drops the lock when its process dies."""
+    path = run_dir(profile, ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise RunRefused(
+                f"another run (pid {pid}) is using {path}. Fix: wait for it to finish (or stop that process)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield path
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clear_step_runs(profile: str, name: str) -> list[Path]:
+    """``--force``: delete the run folders (checkpoints, histories) that step ``name`` of ``profile`` wrote, so
+    that it trains again instead of resuming. Only folders inside the profile's runs folder are removed."""
+    try:
+        from rtsseg.experiments import step_run_parents
+    except ImportError:
+        # TODO(merge): rtsseg.experiments.step_run_parents(profile, step) -> list[Path] arrives with the runs
+        # helper's branch; once merged, drop this guard.
+        print(f"[rtsseg] --force: rtsseg.experiments is missing, {name}'s run folders are not cleared", flush=True)
+        return []
+    root = run_dir(profile).resolve()
+    removed = []
+    for parent in step_run_parents(profile, name):
+        parent = Path(parent)
+        if not parent.exists():
+            continue
+        if root not in parent.resolve().parents:
+            raise RunRefused(f"--force: {parent} is outside {root}; not removed. Fix: remove it by hand")
+        shutil.rmtree(parent)
+        removed.append(parent)
+        print(f"[rtsseg] --force: removed {parent}", flush=True)
+    return removed
 
 
 # ---- notebooks and their parameters ------------------------------------------------------------------
@@ -174,28 +281,36 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
 
     _prefer_this_python_kernel()
     os.environ.setdefault("TQDM_MININTERVAL", "10")  # progress bars stream to the terminal, not every 0.1 s
+    running = run_dir(profile, "running", f"{step.name}.ipynb")
     failed = run_dir(profile, "failed", f"{step.name}.ipynb")
-    failed.parent.mkdir(parents=True, exist_ok=True)
+    running.parent.mkdir(parents=True, exist_ok=True)
     print(f"[rtsseg] {profile}/{step.name}: running with {params}", flush=True)
     t0 = time.time()
     try:
         papermill.execute_notebook(
-            nb, str(failed), parameters=params, kernel_name="python3", cwd=str(step.source.parent),
+            nb, str(running), parameters=params, kernel_name="python3", cwd=str(step.source.parent),
             progress_bar=True, log_output=True,
         )
-    except papermill.PapermillExecutionError as err:
-        raise StepFailed(
-            f"step {step.name} (profile {profile}) failed: {err.ename}: {err.evalue}\n"
-            f"The partly executed notebook is {failed}"
-        ) from None
+    except BaseException as err:  # the notebook raised, or the run was interrupted: keep it as failed
+        if running.is_file():
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(running, failed)
+        if isinstance(err, papermill.PapermillExecutionError):
+            raise StepFailed(
+                f"step {step.name} (profile {profile}) failed: {err.ename}: {err.evalue}\n"
+                f"The partly executed notebook is {failed}"
+            ) from None
+        raise
     wall = time.time() - t0
-    executed = nbformat.read(failed, as_version=4)
-    executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": params, "wall_s": round(wall, 1)}
+    executed = nbformat.read(running, as_version=4)
+    executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": params, "wall_s": round(wall, 1),
+                                   "upstream": upstream or {}}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".ipynb.tmp")
     nbformat.write(executed, tmp)
     os.replace(tmp, out)
-    failed.unlink()
+    running.unlink()
+    failed.unlink(missing_ok=True)  # an earlier failure of this step is superseded
     marker = run_dir(profile, "done", f"{step.name}.json")
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"fingerprint": fp, "wall_s": round(wall, 1), "finished": time.time()}))
@@ -212,9 +327,13 @@ def _prefer_this_python_kernel() -> None:
 
 
 def run_profile(profile: str, only: list[str] | None = None, force: bool = False,
-                overrides: dict | None = None) -> list[StepResult]:
-    """Run the profile's steps in order (or only the named ones, still in order)."""
+                overrides: dict | None = None, allow_cpu: bool = False) -> list[StepResult]:
+    """Run the profile's steps in order (or only the named ones, still in order), holding the profile's lock.
+
+    ``force`` clears the runs of the wanted steps (:func:`clear_step_runs`) and reruns them.
+    """
     wanted = {s.name for s in STEPS} if not only else {_resolve(n) for n in only}
+    preflight(profile, allow_cpu)
     overrides = overrides or {}
     declared = {s.name: declared_parameters(read_notebook(s), s.source) for s in STEPS if s.name in wanted}
     unused = set(overrides) - set().union(*declared.values())
@@ -223,25 +342,40 @@ def run_profile(profile: str, only: list[str] | None = None, force: bool = False
             f"override(s) {sorted(unused)} match no parameter of the steps {sorted(wanted)}. "
             f"Fix: use one of {sorted(set().union(*declared.values()))}"
         )
-    pkg = package_digest()
-    fps: dict[str, str | None] = {}
-    results = []
-    for step in STEPS:
-        if step.name not in wanted:
-            fps[step.name] = recorded_fingerprint(profile, step.name)
-            continue
-        upstream = {d: fps.get(d) for d in step.depends}
-        mine = {k: v for k, v in overrides.items() if k in declared[step.name]}
-        result, fps[step.name] = run_step(profile, step, mine, force, upstream, pkg)
-        print(f"[rtsseg] {profile}/{step.name}: {result.status} ({result.wall_s:.0f} s) -> {result.output}", flush=True)
-        results.append(result)
+    for name in declared:  # profile values and overrides are checked before the first step runs
+        params = {**step_params(profile, name), **{k: v for k, v in overrides.items() if k in declared[name]}}
+        validate_parameters(_step(name).source, declared[name], params)
+    with profile_lock(profile):
+        pkg = package_digest()
+        fps: dict[str, str | None] = {}
+        results = []
+        for step in STEPS:
+            if step.name not in wanted:
+                fps[step.name] = recorded_fingerprint(profile, step.name)
+                continue
+            if force:
+                clear_step_runs(profile, step.name)
+            upstream = {d: fps.get(d) for d in step.depends}
+            mine = {k: v for k, v in overrides.items() if k in declared[step.name]}
+            result, fps[step.name] = run_step(profile, step, mine, force, upstream, pkg)
+            print(f"[rtsseg] {profile}/{step.name}: {result.status} ({result.wall_s:.0f} s) -> {result.output}",
+                  flush=True)
+            results.append(result)
     return results
 
 
+def _step(name: str) -> Step:
+    return next(s for s in STEPS if s.name == name)
+
+
 def _resolve(name: str) -> str:
+    """A step's full name from its name, number (``02``) or notebook path; unknown names are refused."""
     from rtsseg.profiles import step
 
-    return step(Path(name).stem).name
+    try:
+        return step(Path(name).stem).name
+    except KeyError:
+        raise RunRefused(f"unknown step {name!r}. Fix: use one of {[s.name for s in STEPS]} (or their numbers)") from None
 
 
 # ---- the book --------------------------------------------------------------------------------------------
@@ -258,21 +392,71 @@ def toc_for(profile: str) -> Path:
     return out
 
 
+def book_output(profile: str) -> Path:
+    """Where the HTML of a profile goes: ``book/_build/html`` for cpu (the book ``make book`` builds), else
+    ``runs/<profile>/book/_build/html``, so a smoke or gpu build never overwrites the cpu book."""
+    return BOOK if profile == "cpu" else run_dir(profile, "book")
+
+
+def stale_chapters(profile: str) -> list[tuple[str, str, str]]:
+    """``(chapter, upstream chapter, why)`` for every executed chapter computed from something other than the
+    upstream chapter now in ``book/<profile>/``: its recorded upstream fingerprint differs, or (notebooks run
+    before fingerprints of upstream steps were recorded) it finished before its upstream chapter did."""
+    import nbformat
+
+    meta = {}
+    for s in STEPS:
+        path = executed_notebook(profile, s.name)
+        if path.is_file():
+            nb = nbformat.read(path, as_version=4).metadata
+            meta[s.name] = (nb.get("rtsseg", {}), nb.get("papermill", {}).get("end_time") or "")
+    stale = []
+    for s in STEPS:
+        if s.name not in meta:
+            continue
+        mine, end = meta[s.name]
+        recorded = mine.get("upstream")
+        for dep in s.depends:
+            if dep not in meta:
+                continue
+            theirs, dep_end = meta[dep]
+            if recorded is not None and dep in recorded:
+                if recorded[dep] != theirs.get("fingerprint"):
+                    stale.append((s.name, dep, f"it used {dep} {recorded[dep]}, the book holds {theirs.get('fingerprint')}"))
+            elif end and dep_end and dep_end > end:
+                stale.append((s.name, dep, f"it finished at {end[:19]}, before {dep} ({dep_end[:19]})"))
+    return stale
+
+
 def build_book(profile: str) -> Path:
+    """Build the HTML book of ``profile`` from its executed notebooks (never executing them).
+
+    Refuses, naming the rerun command, when a chapter is missing or older than a chapter it depends on.
+    """
     missing = [s.name for s in STEPS if not executed_notebook(profile, s.name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise RunRefused(
             f"profile {profile!r} has no executed notebook for {missing} under {BOOK / profile}. "
             f"Fix: run `rtsseg run --profile {profile}` first"
         )
+    stale = stale_chapters(profile)
+    if stale:
+        names = sorted({c for c, _, _ in stale})
+        steps = " ".join(f"--step {n.split('_', 1)[0]}" for n in names)
+        raise RunRefused(
+            f"chapter(s) {names} of profile {profile!r} are older than what they depend on "
+            f"({'; '.join(f'{c}: {why}' for c, _, why in stale)}). Fix: rtsseg run --profile {profile} {steps}"
+        )
+    out = book_output(profile)
+    check_writable(out)
     cmd = [
-        sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT), "--path-output", str(BOOK),
+        sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT), "--path-output", str(out),
         "--toc", str(toc_for(profile)), "--config", str(REPO_ROOT / "_config.yml"),
     ]
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     if jb:
         cmd = [jb, *cmd[3:]]
     subprocess.run(cmd, check=True)
-    index = BOOK / "_build" / "html" / "index.html"
+    index = out / "_build" / "html" / "index.html"
     print(f"[rtsseg] book: {index}")
     return index
