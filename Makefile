@@ -1,5 +1,6 @@
 # The two set-up commands of the README:
 #   make book [PROFILE=cpu|smoke|gpu]   run the notebooks of a profile on $(RTSSEG_DATA) and build book/_build/html
+#                                       (other profiles than cpu: runs/<profile>/book/_build/html)
 #   make test                           run the tests
 PROFILE ?= cpu
 PYTHON ?= python3
