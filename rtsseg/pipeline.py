@@ -372,8 +372,9 @@ def _resolve(name: str) -> str:
     """A step's full name from its name, number (``02``) or notebook path; unknown names are refused."""
     from rtsseg.profiles import step
 
+    stem = Path(name).stem
     try:
-        return step(Path(name).stem).name
+        return step(f"{int(stem):02d}" if stem.isdigit() else stem).name
     except KeyError:
         raise RunRefused(f"unknown step {name!r}. Fix: use one of {[s.name for s in STEPS]} (or their numbers)") from None
 

@@ -43,6 +43,7 @@ def test_gpu_profile_without_cuda_refuses_with_the_fix(runs, capsys, monkeypatch
 
 def test_unknown_step_and_zero_epochs_are_one_line_errors(runs, capsys):
     code, err = _main(capsys, "run", "--profile", "smoke", "--step", "99", "--no-book")
+    assert pipeline._resolve("2") == pipeline._resolve("02") == "02_pretrain_barlow_twins"
     assert code == 2 and "unknown step '99'" in err and "01_data" in err and err.count("\n") == 1
     code, err = _main(capsys, "run", "--profile", "smoke", "--step", "02", "-p", "epochs=0", "--no-book")
     assert code == 2 and "epochs=0 must be at least 1" in err and err.count("\n") == 1
