@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from data_fakes import make_tiny_imagenet, write_zip, zip_tree
-from rtsseg.data.download import download, fetch, main, unzip
+from rtsseg.data.download import download, main
+from rtsseg.data.fetch import fetch, unzip
 from rtsseg.data.errors import CorruptFileError, DataError
 
 

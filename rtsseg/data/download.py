@@ -4,7 +4,8 @@
     python -m rtsseg.data.download tinyimagenet DEST
     python -m rtsseg.data.download cocostuff DEST --splits val2017 [train2017]
 
-Each downloader writes the layout its loader reads and returns the root to pass to it.
+Each downloader writes the layout its loader reads and returns the root to pass to it. The primitives they
+share (``fetch``, ``unzip``) are in :mod:`rtsseg.data.fetch`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ from pathlib import Path
 
 from rtsseg.data.camvid import download_camvid
 from rtsseg.data.cocostuff import download_cocostuff
-from rtsseg.data.fetch import fetch, unzip
 from rtsseg.data.tinyimagenet import download_tiny_imagenet
-
-__all__ = ["download", "fetch", "main", "unzip"]
-
 
 def download(name: str, dest: str | os.PathLike, **kwargs) -> Path:
     """Download data set ``name`` ("camvid", "tinyimagenet", "cocostuff") into ``dest``; returns its root.
