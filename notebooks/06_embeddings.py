@@ -33,7 +33,6 @@ linear_epochs = 100
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy, plot_tsne, tsne_2d
 from rtsseg.config import data_root as resolve_data_root, default_device
