@@ -438,7 +438,7 @@ def build_book(profile: str) -> Path:
     if missing:
         raise RunRefused(
             f"profile {profile!r} has no executed notebook for {missing} under {BOOK / profile}. "
-            f"Fix: run `rtsseg run --profile {profile}` first"
+            f"Fix: rtsseg run --profile {profile} {' '.join('--step ' + m.split('_', 1)[0] for m in missing)}"
         )
     stale = stale_chapters(profile)
     if stale:
