@@ -170,6 +170,8 @@ def test_book_refuses_chapters_older_than_their_upstream(tmp_path, monkeypatch):
     _executed(tmp_path / "q" / "01_data.ipynb", "a", "2026-01-01T00:30:00")
     _executed(tmp_path / "q" / "08_findings.ipynb", "b", "2026-01-01T00:20:00")
     assert [c for c, _, _ in pipeline.stale_chapters("q")] == ["08_findings"]
+    with pytest.raises(RunRefused, match=r"no executed notebook .* Fix: rtsseg run --profile q --step 02 --step 03"):
+        pipeline.build_book("q")
 
 
 def test_only_the_cpu_book_goes_to_book_build(runs):
