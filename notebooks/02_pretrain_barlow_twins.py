@@ -91,7 +91,7 @@ for backbone in backbones:
             epochs=epochs, batch_size=batch_size, max_images_per_class=max_images_per_class,
             projector_dims=tuple(projector_dims), lambd=lambd, lr_weights=lr_weights, lr_biases=lr_biases,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, knn_train_per_class=knn_train_per_class,
-            knn_val_per_class=knn_val_per_class, seed=seed, run_dir=str(pretrain_dir(profile, backbone, seed)),
+            knn_val_per_class=knn_val_per_class, seed=seed, run_parent=str(pretrain_dir(profile, backbone, seed)),
             num_threads=num_threads or None,
         )
         t0 = time.time()
