@@ -53,7 +53,7 @@ import torch
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.profiles import cache_dir, pretrain_dir
+from rtsseg.experiments import cache_dir, pretrain_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history

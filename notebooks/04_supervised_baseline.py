@@ -37,7 +37,7 @@ import pandas as pd
 from rtsseg.analysis.plots import plot_curves
 from rtsseg.ssl.supervised import SupervisedConfig, train_supervised
 from rtsseg.config import data_root as resolve_data_root
-from rtsseg.profiles import supervised_dir
+from rtsseg.experiments import supervised_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import mean_std
 

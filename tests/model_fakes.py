@@ -20,7 +20,7 @@ from rtsseg.ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 class TinyBackbone(nn.Module):
     family = "tiny"
 
-    def __init__(self, embed_dim: int = 16, width: int = 8) -> None:
+    def __init__(self, embed_dim: int = 16, width: int = 8, img_size: int | None = None) -> None:  # any size
         super().__init__()
         self.embed_dim = embed_dim
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
@@ -43,7 +43,7 @@ class TinyViT(nn.Module):
 
     family = "vit"
 
-    def __init__(self, embed_dim: int = 16, patch: int = 8, grid: int = 4) -> None:
+    def __init__(self, embed_dim: int = 16, patch: int = 8, grid: int = 4, img_size: int | None = None) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
