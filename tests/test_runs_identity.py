@@ -77,3 +77,24 @@ def test_runtime_fields_are_not_part_of_the_identity():
     ident = cfg.identity()
     assert "run_parent" not in ident and "device" not in ident and "lambd" in ident
     assert set(ident) | set(bt.RUNTIME_FIELDS) == {f.name for f in dataclasses.fields(PretrainConfig)}
+
+
+def test_a_second_trainer_on_a_locked_run_fails_at_once_with_the_pid(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from model_fakes import subprocess_env
+    from rtsseg.cli import config_from_args
+    from rtsseg.rundir import code_digest, open_run
+
+    args = ["--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "16",
+            "--batch-size", "8", "--epochs", "1", "--projector-dims", "8", "8", "--device", "cpu", "--no-progress",
+            "--run-parent", str(tmp_path)]
+    cfg = config_from_args(PretrainConfig, args, "test")
+    with open_run(cfg.parent(), cfg.identity(), code_digest(*bt.CODE_MODULES)) as held:  # this process trains it
+        proc = subprocess.run([sys.executable, "-m", "rtsseg.cli", "pretrain", *args], capture_output=True,
+                              text=True, timeout=120, env=subprocess_env())
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"another run (pid {os.getpid()}) is using {held.path}" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (held.path / "checkpoint.pt").exists()
