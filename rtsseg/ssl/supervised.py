@@ -120,10 +120,11 @@ def random_resized_crop_flip(
     scale: tuple[float, float] = (0.25, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip_p: float = 0.5,
-    boxes: torch.Tensor | None = None,  # float [B,4] x0,y0,x1,y1 pixels of the input
+    boxes: torch.Tensor | None = None,  # float [B,4] x0,y0,x1,y1 inclusive pixel indices of the input
 ):
     """Batched RandomResizedCrop + horizontal flip -> float in [0, 1] ``[B,3,size,size]`` (bilinear); with
-    ``boxes`` also the boxes in output pixels ``[B,4]`` (clipped to the crop; NaN where nothing is left).
+    ``boxes`` also the boxes in output pixels ``[B,4]`` (inclusive indices as Tiny-ImageNet annotates them, and as
+    ``rtsseg.attention.supervision`` reads them; clipped to the crop; NaN where nothing is left).
 
     One ``grid_sample`` per batch; random numbers from ``generator`` (CPU) so results do not depend on the
     device. Unlike torchvision's rejection sampling, a crop side that would exceed the image is clamped."""
@@ -145,7 +146,7 @@ def random_resized_crop_flip(
     if boxes is None:
         return out
     # input pixel edge p -> normalised n = 2p/W - 1 -> output u = (n - c) / (w * flip) -> pixel (u + 1) / 2 * size
-    bx = boxes.float().cpu()
+    bx = _to_edges(boxes)
     nx = bx[:, [0, 2]] * 2 / win - 1  # [B,2]
     ny = bx[:, [1, 3]] * 2 / hin - 1
     ux = (nx - cx[:, None]) / (w * flip)[:, None]
@@ -153,7 +154,7 @@ def random_resized_crop_flip(
     ux, _ = ux.sort(dim=1)  # a flip swaps left and right
     px = ((ux + 1) / 2 * size).clamp(0, size)
     py = ((uy + 1) / 2 * size).clamp(0, size)
-    return out, _boxes_or_nan(torch.stack([px[:, 0], py[:, 0], px[:, 1], py[:, 1]], 1))
+    return out, _from_edges(torch.stack([px[:, 0], py[:, 0], px[:, 1], py[:, 1]], 1))
 
 
 def pad_crop_flip(
@@ -162,7 +163,7 @@ def pad_crop_flip(
     pad: int = 4,
     flip_p: float = 0.5,
     size: int | None = None,
-    boxes: torch.Tensor | None = None,  # float [B,4] x0,y0,x1,y1 pixels
+    boxes: torch.Tensor | None = None,  # float [B,4] x0,y0,x1,y1 inclusive pixel indices
 ):
     """Reflect-pad ``pad`` px, crop a random H x W window, flip with ``flip_p``; resized to ``size`` if given.
     -> float in [0,1] ``[B,3,S,S]`` (and the transformed boxes ``[B,4]``, NaN where nothing is left)."""
@@ -181,17 +182,25 @@ def pad_crop_flip(
         out = F.interpolate(out, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     if boxes is None:
         return out.contiguous()
-    bx = boxes.float().cpu().clone()
+    bx = _to_edges(boxes)
     bx[:, [0, 2]] = (bx[:, [0, 2]] + pad - ox[:, None]).clamp(0, win)
     bx[:, [1, 3]] = (bx[:, [1, 3]] + pad - oy[:, None]).clamp(0, hin)
     fx = torch.stack([win - bx[:, 2], win - bx[:, 0]], 1)
     bx[:, [0, 2]] = torch.where(flip[:, None], fx, bx[:, [0, 2]])
     bx = bx * torch.tensor([s / win, s / hin, s / win, s / hin])
-    return out.contiguous(), _boxes_or_nan(bx)
+    return out.contiguous(), _from_edges(bx)
 
 
-def _boxes_or_nan(boxes: torch.Tensor) -> torch.Tensor:
-    empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+def _to_edges(boxes: torch.Tensor) -> torch.Tensor:
+    """Inclusive pixel indices x0,y0,x1,y1 -> pixel edges (x1 + 1, y1 + 1): the geometry the crops act on."""
+    return boxes.float().cpu() + torch.tensor([0.0, 0.0, 1.0, 1.0])
+
+
+def _from_edges(edges: torch.Tensor) -> torch.Tensor:
+    """Pixel edges -> inclusive indices; NaN rows where the box has (almost) no pixel left (< 0.5 px wide)."""
+    empty = (edges[:, 2] - edges[:, 0] < 0.5) | (edges[:, 3] - edges[:, 1] < 0.5)
+    boxes = edges - torch.tensor([0.0, 0.0, 1.0, 1.0])
+    boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2])  # a sub-pixel box stays a valid (one-pixel) box
     return torch.where(empty[:, None], torch.full_like(boxes, float("nan")), boxes)
 
 
