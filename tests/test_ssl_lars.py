@@ -1,9 +1,7 @@
-"""LARS: parameter groups, update rule, learning-rate schedule."""
+"""LARS: parameter groups (CLS token / position embeddings excluded) and the update rule."""
 
 from __future__ import annotations
 
-
-import pytest
 import torch
 from torch import nn
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
