@@ -82,5 +82,5 @@ class RunMismatchError(DataError):
 class NoRunError(DataError, FileNotFoundError):
     """No finished run under a run parent folder."""
 
-    def __init__(self, path: str | os.PathLike, fix: str) -> None:
-        super().__init__(path, "no finished run in", fix)
+    def __init__(self, path: str | os.PathLike, fix: str, what: str = "run") -> None:
+        super().__init__(path, f"no finished {what} in", fix)

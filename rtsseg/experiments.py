@@ -93,9 +93,8 @@ def checkpoint_path(profile: str, backbone: str, init: str, seed: int) -> Path:
 
     parent = run_parent(profile, init, backbone, seed)
     step = TRAINED[init][1].split("_", 1)[0]
-    hint = (f"no finished {init} run for {backbone} seed {seed}: run `rtsseg run --profile {profile} --step {step}` "
-            "with this backbone and seed first")
-    return latest_run(parent, hint) / "checkpoint.pt"
+    hint = f"run `rtsseg run --profile {profile} --step {step}` with backbone {backbone} and seed {seed} first"
+    return latest_run(parent, hint, what=f"{init} run") / "checkpoint.pt"
 
 
 def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu"):

@@ -102,10 +102,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _summary(config: Mapping[str, Any], limit: int = 12) -> dict:
-    """The scalar fields of a config (for the readable index)."""
-    flat = {k: v for k, v in canonical_config(config).items() if not isinstance(v, dict)}
-    return dict(list(flat.items())[:limit]) if limit and len(flat) > limit * 4 else flat
+def _summary(config: Mapping[str, Any]) -> dict:
+    """The flat fields of a config (scalars and lists; nested dicts are in the run's config.json)."""
+    return {k: v for k, v in canonical_config(config).items() if not isinstance(v, dict)}
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -269,19 +268,20 @@ def exclusive(folder: str | os.PathLike) -> Iterator[Path]:
         f.close()
 
 
-def latest_run(parent: str | os.PathLike, step_hint: str | None = None) -> Path:
-    """The folder of the last finished run under ``parent`` (from ``parent/latest.json``)."""
+def latest_run(parent: str | os.PathLike, step_hint: str | None = None, what: str = "run") -> Path:
+    """The folder of the last finished run under ``parent`` (from ``parent/latest.json``); otherwise
+    :class:`NoRunError` naming ``parent`` and ``step_hint`` (the step to run)."""
     parent = Path(parent)
     fix = step_hint or "run the training step that writes it first"
     path = parent / LATEST
     if not path.is_file():
-        raise NoRunError(parent, fix)
+        raise NoRunError(parent, fix, what)
     try:
         folder = parent / json.loads(path.read_text())["run"]
     except (json.JSONDecodeError, KeyError) as err:
-        raise NoRunError(parent, f"{LATEST} is unreadable ({err}); {fix}") from err
+        raise NoRunError(parent, f"{LATEST} is unreadable ({err}); {fix}", what) from err
     if not (folder / CHECKPOINT).is_file():
-        raise NoRunError(parent, f"{folder} has no {CHECKPOINT}; {fix}")
+        raise NoRunError(parent, f"{folder} has no {CHECKPOINT}; {fix}", what)
     return folder
 
 
