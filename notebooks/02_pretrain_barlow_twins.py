@@ -53,7 +53,7 @@ import torch
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.profiles import cache_dir, pretrain_dir
+from rtsseg.experiments import cache_dir, pretrain_dir
 from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history
@@ -89,7 +89,7 @@ for backbone in backbones:
         # every PretrainConfig field named like a parameter takes the parameter's value
         cfg = config_from(
             PretrainConfig, params, backbone=backbone, seed=seed, data_root=str(root), cache_dir=str(cache_dir()),
-            run_dir=str(pretrain_dir(profile, backbone, seed)),
+            run_parent=str(pretrain_dir(profile, backbone, seed)),
         )
         t0 = time.time()
         runs[backbone, seed] = pretrain(cfg)

@@ -122,13 +122,8 @@ def profile_lock(profile: str):
 def clear_step_runs(profile: str, name: str) -> list[Path]:
     """``--force``: delete the run folders (checkpoints, histories) that step ``name`` of ``profile`` wrote, so
     that it trains again instead of resuming. Only folders inside the profile's runs folder are removed."""
-    try:
-        from rtsseg.experiments import step_run_parents
-    except ImportError:
-        # TODO(merge): rtsseg.experiments.step_run_parents(profile, step) -> list[Path] arrives with the runs
-        # helper's branch; once merged, drop this guard.
-        print(f"[rtsseg] --force: rtsseg.experiments is missing, {name}'s run folders are not cleared", flush=True)
-        return []
+    from rtsseg.experiments import step_run_parents
+
     root = run_dir(profile).resolve()
     removed = []
     for parent in step_run_parents(profile, name):

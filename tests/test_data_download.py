@@ -5,7 +5,7 @@ import pytest
 from data_fakes import make_tiny_imagenet, write_zip, zip_tree
 from rtsseg.data.download import download, main
 from rtsseg.data.fetch import fetch, unzip
-from rtsseg.data.errors import CorruptFileError, DataError
+from rtsseg.errors import CorruptFileError, DataError
 
 
 def test_fetch_file_url_and_keep_existing(tmp_path):

@@ -86,19 +86,6 @@ def test_unknown_override_is_refused_before_running(tmp_path, monkeypatch):
         pipeline.run_profile("smoke", only=["01"], overrides={"epochz": 3})
 
 
-def test_load_backbone_names_the_missing_checkpoint_and_the_step(tmp_path, monkeypatch):
-    from rtsseg.profiles import load_backbone
-
-    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
-    assert load_backbone("smoke", "vit_small64", "random", 0, 64).family == "vit"
-    with pytest.raises(FileNotFoundError, match=r"barlow twins checkpoint .* --profile smoke --step 02"):
-        load_backbone("smoke", "vit_small64", "barlow twins", 0, 64)
-    with pytest.raises(FileNotFoundError, match=r"--step 04"):
-        load_backbone("smoke", "vit_small64", "supervised", 0, 64)
-    with pytest.raises(ValueError, match="unknown initialisation"):
-        load_backbone("smoke", "vit_small64", "dino-ish", 0, 64)
-
-
 def test_profiles_hold_only_what_differs_from_the_notebook_defaults():
     """A value equal to the notebook's default would silently undo a later change of that default."""
     for step in STEPS:

@@ -1,4 +1,4 @@
-"""LARS optimiser and learning-rate schedule as in facebookresearch/barlowtwins ``main.py``.
+"""LARS optimiser as in facebookresearch/barlowtwins ``main.py`` (schedule: :mod:`rtsseg.schedule`).
 
 Update per parameter p with gradient g (group flags ``weight_decay`` and ``lars``):
     g <- g + wd * p                                     (wd = 0 for biases and norm parameters)
@@ -11,11 +11,16 @@ to 0.001x of the peak.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import nn
+
+
+#: Parameters that are neither decayed nor LARS-adapted besides biases and norms (timm's ``no_weight_decay``):
+#: the ViT CLS token is initialised at std 1e-6, so LARS's trust ratio (eta * ||p|| / ||g||) would freeze it.
+NO_ADAPT_NAMES = ("cls_token", "dist_token", "reg_token", "pos_embed", "absolute_pos_embed",
+                  "relative_position_bias_table")
 
 
 def is_bias_or_norm(p: torch.Tensor) -> bool:
@@ -23,14 +28,19 @@ def is_bias_or_norm(p: torch.Tensor) -> bool:
     return p.ndim == 1
 
 
+def is_excluded(name: str, p: torch.Tensor) -> bool:
+    """True for biases, norms, class/register tokens and position embeddings."""
+    return is_bias_or_norm(p) or any(part in NO_ADAPT_NAMES for part in name.split("."))
+
+
 def lars_param_groups(model: nn.Module | Iterable[torch.Tensor], weight_decay: float = 1e-6) -> list[dict]:
-    """Two groups: ``weights`` (ndim > 1: weight decay and LARS adaptation) and ``biases`` (ndim == 1:
-    neither). The trainer sets each group's ``lr`` with :func:`lr_at`."""
-    params = model.parameters() if isinstance(model, nn.Module) else model
+    """Two groups: ``weights`` (weight decay and LARS adaptation) and ``biases`` (biases, norms, CLS token,
+    position embeddings: neither). The trainer sets each group's ``lr`` with :func:`set_lr`."""
+    named = model.named_parameters() if isinstance(model, nn.Module) else ((str(i), p) for i, p in enumerate(model))
     weights, biases = [], []
-    for p in params:
+    for name, p in named:
         if p.requires_grad:
-            (biases if is_bias_or_norm(p) else weights).append(p)
+            (biases if is_excluded(name, p) else weights).append(p)
     return [
         {"name": "weights", "params": weights, "weight_decay": weight_decay, "lars": True},
         {"name": "biases", "params": biases, "weight_decay": 0.0, "lars": False},
@@ -84,33 +94,6 @@ class LARS(torch.optim.Optimizer):
                 mu.mul_(group["momentum"]).add_(d_p)
                 p.add_(mu, alpha=-group["lr"])
         return loss
-
-
-def lr_at(
-    step: int,
-    total_steps: int,
-    warmup_steps: int,
-    base_lr_weights: float = 0.2,
-    base_lr_biases: float = 0.0048,
-    batch_size: int = 256,
-    end_factor: float = 0.001,
-) -> tuple[float, float]:
-    """Learning rates ``(weights, biases)`` at optimiser ``step`` (0-based).
-
-    Peak = base_lr * batch_size / 256; linear warmup from 0 over ``warmup_steps``, then cosine from the
-    peak to ``end_factor`` x peak at ``total_steps``.
-    """
-    if total_steps <= 0:
-        raise ValueError(f"total_steps must be positive, got {total_steps}")
-    scale = batch_size / 256
-    warmup_steps = min(warmup_steps, total_steps)
-    if step < warmup_steps:
-        f = step / warmup_steps
-    else:
-        decay_steps = max(total_steps - warmup_steps, 1)
-        q = 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, decay_steps) / decay_steps))
-        f = q + end_factor * (1 - q)
-    return base_lr_weights * scale * f, base_lr_biases * scale * f
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr_weights: float, lr_biases: float) -> None:
