@@ -101,3 +101,12 @@ def test_step_flops_dino_costs_more_with_local_crops():
     assert equal_flops_epochs(10, bt["flops_per_image"], 2 * bt["flops_per_image"]) == pytest.approx(5)
     with pytest.raises(ValueError, match="method"):
         step_flops("tiny_test", "simclr")
+
+
+def test_config_from_params_uses_fields_only():
+    from rtsseg.ssl.dino_train import config_from_params
+
+    cfg = config_from_params({"profile": "cpu", "seeds": [0, 1], "epochs": 3, "local_scale": [0.1, 0.3], "lr": 1},
+                             seed=2, run_dir="x")
+    assert cfg.epochs == 3 and cfg.local_scale == (0.1, 0.3) and cfg.seed == 2 and cfg.run_dir == "x"
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)

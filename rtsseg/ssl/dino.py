@@ -231,9 +231,10 @@ def clip_gradients(model: nn.Module, clip: float) -> list[float]:
     return norms
 
 
-def cancel_gradients_last_layer(epoch: int, model: nn.Module, freeze_last_layer: int) -> None:
+def cancel_gradients_last_layer(epoch: float, model: nn.Module, freeze_last_layer: float) -> None:
     """Drop the head's last-layer gradients during the first ``freeze_last_layer`` epochs (official trick
-    against early instability: the prototypes move only once the features have started to)."""
+    against early instability: the prototypes move only once the features have started to). ``epoch`` may
+    be fractional (step / steps per epoch) for runs shorter than a few epochs."""
     if epoch >= freeze_last_layer:
         return
     for name, p in model.named_parameters():

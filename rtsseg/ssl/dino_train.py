@@ -9,7 +9,8 @@ the loop in :func:`train_one_epoch`. One entry point for ``python -m rtsseg.ssl.
   sees the 2 global crops, the student all 2 + N crops (:class:`~rtsseg.ssl.dino_augment.DinoMultiCrop`).
 - AdamW (no decay on biases and norms), lr = ``lr x batch / 256`` after a linear warm-up, cosine to
   ``min_lr``; weight decay cosine ``weight_decay -> weight_decay_end``; per-parameter gradient clipping at
-  ``clip_grad``; the head's last layer frozen for the first ``freeze_last_layer`` epochs; bf16 autocast
+  ``clip_grad``; the head's last layer frozen for the first ``freeze_last_layer`` epochs (a float: the
+  cpu profile trains 1 epoch and freezes 0.1 of it); bf16 autocast
   (:func:`rtsseg.precision.autocast_dtype`); the loss is computed in fp32.
 - Data order and augmentation draws: :mod:`rtsseg.sampling` (functions of seed, epoch/step, rank only), so a
   killed and resumed run ends with bit-identical weights. DDP over gloo (CPU) / nccl (CUDA) wraps the student;
@@ -95,7 +96,7 @@ class DinoConfig:
     weight_decay_end: float = 0.4
     momentum_teacher: float = 0.996
     clip_grad: float = 3.0  # 0: no clipping
-    freeze_last_layer: int = 1
+    freeze_last_layer: float = 1.0  # epochs (fractions allowed: short runs freeze a fraction of their single epoch)
     out_dim: int | None = None  # None: default_out_dim(embed_dim)
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
@@ -141,6 +142,20 @@ def identity_config(cfg: DinoConfig) -> dict:
         if k != "amp":
             d.pop(k)
     return d
+
+
+def config_from_params(params: dict, **overrides) -> DinoConfig:
+    """A :class:`DinoConfig` from a notebook's parameters: every key that names a field is used (lists become
+    tuples), the others (``profile``, ``backbones``, ``seeds``...) are ignored; ``overrides`` win."""
+    hints = typing.get_type_hints(DinoConfig)
+    values = {}
+    for f in fields(DinoConfig):
+        if f.name in overrides or f.name in params:
+            v = overrides[f.name] if f.name in overrides else params[f.name]
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+            if v is not None and hints[f.name] is float and isinstance(v, int):
+                values[f.name] = float(v)
+    return DinoConfig(**values)
 
 
 def crop_spec(cfg: DinoConfig, patch: int = 8) -> CropSpec:
@@ -231,7 +246,8 @@ def train_one_epoch(
         if cfg.clip_grad:
             scaler.unscale_(optimizer)
             clip_gradients(student, cfg.clip_grad)
-        cancel_gradients_last_layer(epoch, student, cfg.freeze_last_layer)
+        # fractional epoch it / steps_per_epoch: identical to the official per-epoch rule for integer values
+        cancel_gradients_last_layer(it / steps_per_epoch, student, cfg.freeze_last_layer)
         scaler.step(optimizer)
         scaler.update()
         ema_update(_unwrap(student), teacher, float(sched.momentum[it]))
