@@ -69,7 +69,7 @@ HISTORY_FIELDS = [
     "train_kl", "lr", "wd", "momentum", "teacher_temp", "wall_s",
 ]
 STEP_FIELDS = ["step", "epoch", "loss", "teacher_entropy", "kl", "lr", "wd", "momentum"]
-MONITOR_STREAM = 3  # rtsseg.sampling stream of the fixed monitor crops (BT uses 0 and 1)
+TRAIN_STREAM, MONITOR_STREAM = 2, 3  # rtsseg.sampling streams of the training and monitor crops (BT: 0, 1)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -132,7 +132,7 @@ class DinoConfig:
 
 
 OPERATIONAL = ("run_dir", "device", "amp", "num_threads", "save_every_steps", "restart", "progress", "fault_at_step")
-CODE = ("rtsseg.ssl", "rtsseg.models", "rtsseg.sampling", "rtsseg.schedule")
+CODE = ("rtsseg.ssl", "rtsseg.models", "rtsseg.data", "rtsseg.sampling", "rtsseg.schedule", "rtsseg.precision")
 
 
 def identity_config(cfg: DinoConfig) -> dict:
@@ -229,7 +229,7 @@ def train_one_epoch(
     for it in range(start_step, (epoch + 1) * steps_per_epoch):
         idx = batch_indices(perm, it - epoch * steps_per_epoch, cfg.batch_size, info.rank, info.world_size)
         x = images[idx].to(info.device, non_blocking=True)  # uint8 [n, 3, H, W]
-        crops = aug(x, generator=step_generator(cfg.seed, it, info.rank))  # 2 x [n, 3, G, G] + N x [n, 3, L, L]
+        crops = aug(x, generator=step_generator(cfg.seed, it, info.rank, stream=TRAIN_STREAM))  # 2 x [n, 3, G, G] + N x [n, 3, L, L]
         for i, group in enumerate(optimizer.param_groups):
             group["lr"] = float(sched.lr[it])
             if i == 0:  # only the regularised group decays
