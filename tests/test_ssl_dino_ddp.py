@@ -68,3 +68,24 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
         assert g["grads"].keys() == ref.keys()
         for name, r in ref.items():
             torch.testing.assert_close(g["grads"][name], r, atol=1e-6, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+def test_torchrun_runs_the_dino_entry_point(tmp_path: Path):
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+        "rtsseg.ssl.dino_train", "--backbone", "tiny_test", "--data", "synthetic", "--synthetic-images", "32",
+        "--epochs", "1", "--batch-size", "8", "--out-dim", "32", "--hidden-dim", "16", "--bottleneck-dim", "8",
+        "--n-local-crops", "2", "--image-size", "32", "--knn-train-per-class", "2", "--knn-val-per-class", "1",
+        "--device", "cpu", "--num-threads", "1", "--no-progress", "--amp", "none", "--run-dir", str(tmp_path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and "backbone" in state
+    assert len((folder / "history.csv").read_text().strip().splitlines()) == 1 + 2

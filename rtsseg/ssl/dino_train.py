@@ -518,11 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     if values.get("global_scale") and None in values["global_scale"]:
         values["global_scale"] = None
     cfg = DinoConfig(**values)
+    rank = int(os.environ.get("RANK", "0"))
     try:
         run_dir = pretrain_dino(cfg)
     finally:
         D.cleanup()
-    if D.get_rank() == 0:
+    if rank == 0:
         print(f"run folder: {run_dir}", flush=True)
     return 0
 
