@@ -65,7 +65,6 @@ class DINOHead(nn.Module):
         super().__init__()
         if nlayers < 1:
             raise ValueError(f"DINOHead nlayers must be >= 1, got {nlayers}")
-        nlayers = max(nlayers, 1)
         if nlayers == 1:
             self.mlp: nn.Module = nn.Linear(in_dim, bottleneck_dim)
         else:
