@@ -178,4 +178,4 @@ def test_multicrop_shapes_and_determinism(n_local):
     again = aug(x, torch.Generator().manual_seed(1))
     assert all(torch.equal(a, b) for a, b in zip(crops, again))
     assert not torch.equal(crops[0], crops[1])
-    assert default_crops(224, 8, patch=16).local_size == 112 and math.isclose(default_crops(224).local_scale[1], 0.4)
+    assert default_crops(224, 8, patch=16).local_size == 96 and math.isclose(default_crops(224).local_scale[1], 0.4)

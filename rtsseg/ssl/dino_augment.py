@@ -5,8 +5,8 @@ local crops], local crops 96 px, scale (0.05, 0.4); every crop flip + ColorJitte
 p 0.8 + grayscale p 0.2; blur p 1.0 (global 1), 0.1 (global 2), 0.5 (local); solarisation p 0.2 (global 2).
 
 Scaled to our images (:func:`default_crops`): the global crop is the training resolution (64 px for
-Tiny-ImageNet), the local crop half of it (32 px; 96/224 = 0.43 would give 27 px, rounded up to a multiple
-of the ViT patch 8 so local crops are whole 4 x 4 token grids). The crop *scales* are fractions of the
+Tiny-ImageNet), the local crop 96/224 of it rounded up to a multiple of the ViT patch (64 px: 27.4 -> 32 px,
+whole 4 x 4 token grids of patch 8; 224 px with patch 16: exactly the official 96 px). The crop *scales* are fractions of the
 image area and stay as published. The per-view operations are
 :meth:`rtsseg.ssl.augment.BarlowTwinsAugment.view` (same batched primitives and deviations as Barlow
 Twins), so the two methods see identical photometric augmentations; only crops and their number differ.
@@ -14,6 +14,7 @@ Twins), so the two methods see identical photometric augmentations; only crops a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,11 +35,11 @@ class CropSpec:
 
 
 def default_crops(image_size: int, n_local: int = 6, patch: int = 8) -> CropSpec:
-    """DINO's crops scaled to ``image_size``: global = image_size, local = image_size / 2 rounded up to a
+    """DINO's crops scaled to ``image_size``: global = image_size, local = image_size x 96/224 rounded up to a
     multiple of ``patch`` (at least one patch); global scale (0.4, 1) with local crops, (0.14, 1) without."""
     if n_local < 0:
         raise ValueError(f"n_local must be >= 0, got {n_local}")
-    local = max(patch, -(-image_size // 2 // patch) * patch)
+    local = max(patch, math.ceil(image_size * 96 / 224 / patch - 1e-9) * patch)
     gscale = (0.4, 1.0) if n_local > 0 else (0.14, 1.0)
     return CropSpec(image_size, local, n_local, gscale, (0.05, 0.4))
 
