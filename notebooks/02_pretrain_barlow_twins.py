@@ -53,7 +53,7 @@ import torch
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.profiles import cache_dir, pretrain_dir
+from rtsseg.experiments import cache_dir, pretrain_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history
@@ -91,7 +91,7 @@ for backbone in backbones:
             epochs=epochs, batch_size=batch_size, max_images_per_class=max_images_per_class,
             projector_dims=tuple(projector_dims), lambd=lambd, lr_weights=lr_weights, lr_biases=lr_biases,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, knn_train_per_class=knn_train_per_class,
-            knn_val_per_class=knn_val_per_class, seed=seed, run_dir=str(pretrain_dir(profile, backbone, seed)),
+            knn_val_per_class=knn_val_per_class, seed=seed, run_parent=str(pretrain_dir(profile, backbone, seed)),
             num_threads=num_threads or None,
         )
         t0 = time.time()

@@ -35,9 +35,9 @@ warmup_epochs = 0.5
 import pandas as pd
 
 from rtsseg.analysis.plots import plot_curves
-from rtsseg.analysis.supervised import SupervisedConfig, train_supervised
+from rtsseg.ssl.supervised import SupervisedConfig, train_supervised
 from rtsseg.config import data_root as resolve_data_root
-from rtsseg.profiles import supervised_dir
+from rtsseg.experiments import supervised_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import mean_std
 
@@ -53,7 +53,7 @@ for backbone in backbones:
             backbone=backbone, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_epochs=warmup_epochs, seed=seed,
             max_images_per_class=max_images_per_class, data_dir=str(root / "tiny-imagenet-200"),
-            run_dir=str(supervised_dir(profile, backbone, seed)),
+            run_parent=str(supervised_dir(profile, backbone, seed)),
         )
         runs[backbone, seed] = train_supervised(cfg)
 histories = {key: pd.read_csv(run / "history.csv") for key, run in runs.items()}

@@ -52,7 +52,7 @@ from rtsseg.attention.plot import plot_attention_heads
 from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data import camvid
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.profiles import INITS, cache_dir, load_backbone
+from rtsseg.experiments import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import mean_std, seed_table
 

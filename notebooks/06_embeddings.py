@@ -39,7 +39,7 @@ from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy
 from rtsseg.analysis.knn import knn_accuracy
 from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.profiles import INITS, cache_dir, load_backbone
+from rtsseg.experiments import INITS, cache_dir, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import seed_table
 

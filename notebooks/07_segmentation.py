@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from rtsseg.config import data_root as resolve_data_root, default_device
-from rtsseg.profiles import INITS, load_backbone
+from rtsseg.experiments import INITS, load_backbone
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.seg.data import segmentation_loaders
 from rtsseg.seg.plot import CAMVID_PALETTE, default_palette, plot_predictions

@@ -1,4 +1,5 @@
-"""Experiment profiles: the parameters each notebook runs with, and where each step writes.
+"""Experiment profiles: the parameters each notebook runs with, and where the pipeline writes (run paths of
+the trained models and ``load_backbone``: :mod:`rtsseg.experiments`).
 
 ``smoke`` proves the path end to end in a few minutes on 2 CPU cores; ``cpu`` is the book's default run on
 2 CPU cores (small backbones at 64 px); ``gpu`` is the full-size configuration for a Colab/cluster GPU.
@@ -157,42 +158,13 @@ def run_dir(profile: str, *parts: str) -> Path:
     return runs_root() / profile / Path(*parts) if parts else runs_root() / profile
 
 
-def pretrain_dir(profile: str, backbone: str, seed: int) -> Path:
-    return run_dir(profile, "pretrain", f"{backbone}_seed{seed}")
+_MOVED = ("pretrain_dir", "supervised_dir", "cache_dir", "INITS", "load_backbone")
 
 
-def supervised_dir(profile: str, backbone: str, seed: int) -> Path:
-    return run_dir(profile, "supervised", f"{backbone}_seed{seed}")
+def __getattr__(name: str):
+    # run paths and load_backbone moved to rtsseg.experiments (analysis layer); kept importable from here
+    if name in _MOVED:
+        from rtsseg import experiments
 
-
-def cache_dir(profile: str | None = None) -> Path:
-    """Decoded-data caches are profile independent: ``runs/cache``."""
-    return run_dir("cache")
-
-
-#: The three initialisations every analysis chapter compares.
-INITS = ("random", "supervised", "barlow twins")
-
-
-def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu"):
-    """The backbone of one run, in eval mode on ``device``: a random init seeded with ``seed``, or the
-    checkpoint written by chapter 3 (``supervised``) or chapter 2 (``barlow twins``) for that seed."""
-    from rtsseg.config import seed_everything
-    from rtsseg.models import build_backbone
-
-    if init not in INITS:
-        raise ValueError(f"unknown initialisation {init!r}; choose one of {INITS}")
-    seed_everything(seed)
-    weights = None
-    if init != "random":
-        run, step = (
-            (supervised_dir(profile, backbone, seed), "04") if init == "supervised"
-            else (pretrain_dir(profile, backbone, seed), "02")
-        )
-        weights = run / "checkpoint.pt"
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f"no {init} checkpoint for {backbone} seed {seed}: {weights}. "
-                f"Fix: run `rtsseg run --profile {profile} --step {step}` with this backbone and seed first"
-            )
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
+        return getattr(experiments, name)
+    raise AttributeError(f"module 'rtsseg.profiles' has no attribute {name!r}")

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import hashlib
@@ -25,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,28 @@ def open_run(parent: str | os.PathLike, config: Mapping[str, Any], code: str, re
     return run
 
 
+@contextlib.contextmanager
+def exclusive(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``fcntl.flock`` on ``folder/.lock`` for the ``with`` block (e.g. one ``rtsseg run`` per profile):
+    a second holder fails at once with :class:`RunLockedError` naming the pid and the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / _LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RunLockedError(folder, f.read().strip() or None) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield folder
+    finally:
+        f.close()
+
+
 def latest_run(parent: str | os.PathLike, step_hint: str | None = None) -> Path:
     """The folder of the last finished run under ``parent`` (from ``parent/latest.json``)."""
     parent = Path(parent)
@@ -268,4 +291,4 @@ def list_runs(parent: str | os.PathLike) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-__all__ = ["Run", "open_run", "latest_run", "list_runs", "code_digest", "run_identity", "canonical_config"]
+__all__ = ["Run", "open_run", "exclusive", "latest_run", "list_runs", "code_digest", "run_identity", "canonical_config"]

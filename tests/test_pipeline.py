@@ -84,16 +84,3 @@ def test_unknown_override_is_refused_before_running(tmp_path, monkeypatch):
     monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
     with pytest.raises(NotebookParameterError, match="match no parameter"):
         pipeline.run_profile("smoke", only=["01"], overrides={"epochz": 3})
-
-
-def test_load_backbone_names_the_missing_checkpoint_and_the_step(tmp_path, monkeypatch):
-    from rtsseg.profiles import load_backbone
-
-    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
-    assert load_backbone("smoke", "vit_small64", "random", 0, 64).family == "vit"
-    with pytest.raises(FileNotFoundError, match=r"barlow twins checkpoint .* --profile smoke --step 02"):
-        load_backbone("smoke", "vit_small64", "barlow twins", 0, 64)
-    with pytest.raises(FileNotFoundError, match=r"--step 03"):
-        load_backbone("smoke", "vit_small64", "supervised", 0, 64)
-    with pytest.raises(ValueError, match="unknown initialisation"):
-        load_backbone("smoke", "vit_small64", "dino-ish", 0, 64)

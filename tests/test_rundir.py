@@ -97,3 +97,14 @@ def test_second_process_on_the_same_run_fails_at_once(tmp_path: Path):
         holder.communicate("\n", timeout=60)
     with open_run(tmp_path, {"a": 1}, "c") as run:  # released when the holder exits
         assert str(run.path) == path
+
+
+def test_exclusive_folder_lock(tmp_path: Path):
+    from rtsseg.rundir import exclusive
+
+    with exclusive(tmp_path / "cpu") as folder:
+        with pytest.raises(RunLockedError, match=r"another run \(pid \d+\) is using .*cpu"):
+            with exclusive(folder):
+                pass
+    with exclusive(tmp_path / "cpu"):  # released
+        pass

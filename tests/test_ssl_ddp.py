@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from rtsseg.ssl.model import BarlowTwins
-from rtsseg.ssl.tiny import TinyBackbone
+from model_fakes import TinyBackbone, subprocess_env
+from rtsseg.rundir import latest_run
 
 GLOBAL_BATCH, WORLD = 16, 2
 
@@ -68,17 +69,18 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
 
 
 def test_torchrun_runs_the_training_entry_point(tmp_path: Path):
-    run_dir = tmp_path / "run"
+    parent = tmp_path / "runs"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "rtsseg.ssl.train", "--backbone", "tiny_test", "--data", "synthetic", "--synthetic-images", "64",
+        "-m", "rtsseg.ssl.train", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "64",
         "--epochs", "1", "--batch-size", "16", "--projector-dims", "16", "16", "--warmup-epochs", "0",
         "--knn-train-per-class", "4", "--knn-val-per-class", "2", "--device", "cpu", "--num-threads", "1",
-        "--no-progress", "--run-dir", str(run_dir),
+        "--no-progress", "--run-parent", str(parent),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = subprocess_env({**os.environ, "OMP_NUM_THREADS": "1"})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run_dir = latest_run(parent)
     lines = (run_dir / "history.csv").read_text().strip().splitlines()
     assert len(lines) == 3  # header, epoch 0, epoch 1
     assert len((run_dir / "steps.csv").read_text().strip().splitlines()) == 1 + 4  # 64 / 16 steps, rank 0 only

@@ -113,7 +113,7 @@ def test_global_batchnorm_equals_batchnorm_on_one_process():
 
 def test_concatenated_views_equal_separate_views_for_a_batchnorm_free_backbone():
     from rtsseg.ssl.model import BarlowTwins
-    from rtsseg.ssl.tiny import TinyBackbone
+    from model_fakes import TinyBackbone
 
     torch.manual_seed(0)
     model = BarlowTwins(TinyBackbone(), (16, 8))

@@ -15,11 +15,8 @@ from rtsseg.ssl.augment import BarlowTwinsAugment  # noqa: E402
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std, save_ccmatrix  # noqa: E402
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history  # noqa: E402
 from rtsseg.sampling import batch_indices, epoch_permutation  # noqa: E402
-from rtsseg.ssl.train import (  # noqa: E402
-    PretrainConfig,
-    build_parser,
-    synthetic_dataset,
-)
+from rtsseg.cli import config_from_args  # noqa: E402
+from rtsseg.ssl.train import PretrainConfig, synthetic_dataset  # noqa: E402
 
 
 def test_embedding_std_detects_collapse():
@@ -75,11 +72,12 @@ def test_plots_return_figures():
 
 
 def test_cli_maps_every_config_field():
-    ns = build_parser().parse_args(
+    cfg = config_from_args(
+        PretrainConfig,
         ["--projector-dims", "64", "32", "--max-images-per-class", "none", "--no-progress", "--epochs", "3",
-         "--blur-sigma", "0.1", "1.0", "--num-threads", "1"]
+         "--blur-sigma", "0.1", "1.0", "--num-threads", "1", "--optimizer", "adamw", "--restart"],
+        "test",
     )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
-    cfg = PretrainConfig(**values)
+    assert cfg.optimizer == "adamw" and cfg.restart is True
     assert cfg.projector_dims == (64, 32) and cfg.max_images_per_class is None and cfg.progress is False
     assert cfg.epochs == 3 and cfg.blur_sigma == (0.1, 1.0) and cfg.num_threads == 1 and cfg.lambd == 0.0051

@@ -6,19 +6,23 @@ import json
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
+from model_fakes import TinyBackbone, subprocess_env
 from rtsseg.checkpoint import load_checkpoint, save_checkpoint
-from rtsseg.ssl.tiny import TinyBackbone
-from rtsseg.ssl.train import NonFiniteLossError, PretrainConfig, main, pretrain, register_backbone
+from rtsseg.cli import main
+from rtsseg.models import register_backbone
+from rtsseg.rundir import latest_run
+from rtsseg.ssl.train import NonFiniteLossError, PretrainConfig, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 # 48 images / batch 8 = 6 steps per epoch, 2 epochs; checkpoints every 4 steps and at epoch ends
 ARGS = [
-    "--backbone", "tiny_test", "--data", "synthetic", "--synthetic-images", "48", "--batch-size", "8",
+    "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "48", "--batch-size", "8",
     "--epochs", "2", "--projector-dims", "16", "16", "--warmup-epochs", "1", "--save-every-steps", "4",
     "--knn-train-per-class", "3", "--knn-val-per-class", "2", "--device", "cpu", "--num-threads", "1",
     "--no-progress", "--lr-weights", "2.0", "--lr-biases", "0.05",
@@ -27,30 +31,42 @@ ARGS = [
 
 def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     torch.set_num_threads(1)
-    killed = tmp_path / "killed"
-    # step 9 is mid-epoch 2; the last checkpoint is at step 8, so step 9 is lost and redone
+    parent = tmp_path / "killed"
+    # step 9 is mid-epoch 2; the last checkpoint is at step 8, so step 9 is lost and redone. The crash is a
+    # callback of this test only (pretrain's on_step), not a config field.
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from rtsseg.cli import config_from_args
+        from rtsseg.ssl.train import PretrainConfig, pretrain
+        cfg = config_from_args(PretrainConfig, sys.argv[1:], "test")
+        pretrain(cfg, on_step=lambda step: step == 9 and os.kill(os.getpid(), signal.SIGKILL))
+    """)
     proc = subprocess.run(
-        [sys.executable, "-m", "rtsseg.ssl.train", *ARGS, "--fault-at-step", "9", "--run-dir", str(killed)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", script, *ARGS, "--run-parent", str(parent)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=subprocess_env(),
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    (killed,) = [p.parent for p in parent.glob("*/checkpoint.pt")]
     assert load_checkpoint(killed / "checkpoint.pt")["step"] == 8
     assert len((killed / "steps.csv").read_text().strip().splitlines()) == 1 + 9
 
-    main([*ARGS, "--run-dir", str(killed)])  # resumes from step 8
-    main([*ARGS, "--run-dir", str(tmp_path / "straight")])  # uninterrupted reference
+    main(["pretrain", *ARGS, "--run-parent", str(parent)])  # same config: resumes from step 8
+    assert latest_run(parent) == killed
+    main(["pretrain", *ARGS, "--run-parent", str(tmp_path / "straight")])  # uninterrupted reference
 
     resumed = load_checkpoint(killed / "checkpoint.pt")
-    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    straight = load_checkpoint(latest_run(tmp_path / "straight") / "checkpoint.pt")
     assert resumed["step"] == straight["step"] == 12
     for name, tensor in straight["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
     for k, v in straight["optimizer"]["state"].items():
         assert torch.equal(resumed["optimizer"]["state"][k]["mu"], v["mu"])
     # the per-step log was truncated to the checkpoint and continued: same losses, no duplicates
-    assert (killed / "steps.csv").read_text() == (tmp_path / "straight" / "steps.csv").read_text()
+    straight_dir = latest_run(tmp_path / "straight")
+    assert straight_dir.name == killed.name  # same config, same code: same identity
+    assert (killed / "steps.csv").read_text() == (straight_dir / "steps.csv").read_text()
     hist_k = (killed / "history.csv").read_text().splitlines()
-    hist_s = (tmp_path / "straight" / "history.csv").read_text().splitlines()
+    hist_s = (straight_dir / "history.csv").read_text().splitlines()
     assert [r.split(",")[:8] for r in hist_k] == [r.split(",")[:8] for r in hist_s]  # all but lr, wall_s
 
 
@@ -77,13 +93,14 @@ def test_nonfinite_loss_stops_with_diagnostic_and_keeps_last_good_checkpoint(tmp
     cfg = PretrainConfig(
         backbone="nan_after_5", data="synthetic", synthetic_images=48, batch_size=8, epochs=2,
         projector_dims=(16, 16), warmup_epochs=1, save_every_steps=2, knn_train_per_class=3,
-        knn_val_per_class=2, device="cpu", progress=False, run_dir=str(tmp_path / "run"),
+        knn_val_per_class=2, device="cpu", progress=False, run_parent=str(tmp_path / "run"), amp="none",
     )
     with pytest.raises(NonFiniteLossError, match="step 5"):
         pretrain(cfg)
-    diag = json.loads((tmp_path / "run" / "nan_diagnostic.json").read_text())
+    (run,) = [p.parent for p in (tmp_path / "run").glob("*/nan_diagnostic.json")]
+    diag = json.loads((run / "nan_diagnostic.json").read_text())
     assert diag["step"] == 5 and diag["inputs_finite"] and diag["parameters_finite"] and not diag["embeddings_finite"]
-    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    state = load_checkpoint(run / "checkpoint.pt")
     assert state["step"] == 4
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
 
@@ -94,6 +111,7 @@ def test_atomic_save_leaves_no_temp_files_and_loads_weights_only(tmp_path: Path)
     assert load_checkpoint(path)["step"] == 3
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     from rtsseg.errors import CorruptFileError, MissingDataError
+
 
     with pytest.raises(CorruptFileError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")

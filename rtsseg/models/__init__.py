@@ -5,8 +5,8 @@
 """
 
 from rtsseg.models.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from rtsseg.models.registry import build_backbone, list_backbones, pretrained_weights
+from rtsseg.models.registry import build_backbone, list_backbones, pretrained_weights, register_backbone
 from rtsseg.models.weights import WeightsError
 
-__all__ = ["Backbone", "build_backbone", "list_backbones", "pretrained_weights", "WeightsError",
+__all__ = ["Backbone", "build_backbone", "list_backbones", "pretrained_weights", "register_backbone", "WeightsError",
            "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -88,9 +88,28 @@ _REGISTRY: dict[str, BackboneSpec] = {
 }
 
 
+def register_backbone(name: str, factory: Callable[..., torch.nn.Module], profile: str = "test") -> None:
+    """Make ``factory(**kwargs)`` buildable as ``build_backbone(name)`` (test fakes, experiments; no pretrained
+    weights). Tests register their fakes here; nothing in the package registers a test model."""
+    _REGISTRY[name] = BackboneSpec(lambda tag, **kwargs: factory(**kwargs), profile=profile)
+
+
+def _import_spec(name: str) -> BackboneSpec:
+    """``"package.module:callable"``: a backbone factory importable by name (subprocess and torchrun tests)."""
+    import importlib
+
+    module, attr = name.split(":", 1)
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise KeyError(f"cannot import backbone factory {name!r} ({err}); known names: {list_backbones()}") from err
+    return BackboneSpec(lambda tag, **kwargs: factory(**kwargs), profile="test")
+
+
 def list_backbones(profile: str | None = None) -> list[str]:
-    """Registered names; ``profile="cpu"`` gives the small variants, ``"gpu"`` the full-size ones."""
-    return [n for n, s in _REGISTRY.items() if profile is None or s.profile == profile]
+    """Registered names; ``profile="cpu"`` gives the small variants, ``"gpu"`` the full-size ones, ``"test"`` the
+    fakes registered by tests (left out of the default listing)."""
+    return [n for n, s in _REGISTRY.items() if (s.profile != "test" if profile is None else s.profile == profile)]
 
 
 def pretrained_weights(name: str) -> list[str]:
@@ -119,9 +138,11 @@ def build_backbone(name: str, weights: str | os.PathLike | None = None, **kwargs
 
 
 def _spec(name: str) -> BackboneSpec:
+    if name not in _REGISTRY and ":" in name:
+        return _import_spec(name)
     if name not in _REGISTRY:
         raise KeyError(f"unknown backbone {name!r}; known: {list_backbones()}")
     return _REGISTRY[name]
 
 
-__all__ = ["build_backbone", "list_backbones", "pretrained_weights", "BackboneSpec", "WeightsError"]
+__all__ = ["build_backbone", "list_backbones", "register_backbone", "pretrained_weights", "BackboneSpec", "WeightsError"]

@@ -6,7 +6,7 @@
     augment.py      BarlowTwinsAugment (batched tensors, any device)
     distributed.py  torchrun helpers, differentiable global statistics
     monitors.py     embedding std, k-NN monitor, cross-correlation snapshots
-    train.py        PretrainConfig, pretrain, main (python -m rtsseg.ssl.train / torchrun)
+    train.py        PretrainConfig, pretrain (CLI: rtsseg pretrain; python -m rtsseg.ssl.train under torchrun)
     plot.py         figures for the notebook
 """
 

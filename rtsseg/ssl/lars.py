@@ -17,19 +17,30 @@ import torch
 from torch import nn
 
 
+#: Parameters that are neither decayed nor LARS-adapted besides biases and norms (timm's ``no_weight_decay``):
+#: the ViT CLS token is initialised at std 1e-6, so LARS's trust ratio (eta * ||p|| / ||g||) would freeze it.
+NO_ADAPT_NAMES = ("cls_token", "dist_token", "reg_token", "pos_embed", "absolute_pos_embed",
+                  "relative_position_bias_table")
+
+
 def is_bias_or_norm(p: torch.Tensor) -> bool:
     """Biases and normalisation scales/shifts are the 1-D parameters."""
     return p.ndim == 1
 
 
+def is_excluded(name: str, p: torch.Tensor) -> bool:
+    """True for biases, norms, class/register tokens and position embeddings."""
+    return is_bias_or_norm(p) or any(part in NO_ADAPT_NAMES for part in name.split("."))
+
+
 def lars_param_groups(model: nn.Module | Iterable[torch.Tensor], weight_decay: float = 1e-6) -> list[dict]:
-    """Two groups: ``weights`` (ndim > 1: weight decay and LARS adaptation) and ``biases`` (ndim == 1:
-    neither). The trainer sets each group's ``lr`` with :func:`set_lr`."""
-    params = model.parameters() if isinstance(model, nn.Module) else model
+    """Two groups: ``weights`` (weight decay and LARS adaptation) and ``biases`` (biases, norms, CLS token,
+    position embeddings: neither). The trainer sets each group's ``lr`` with :func:`set_lr`."""
+    named = model.named_parameters() if isinstance(model, nn.Module) else ((str(i), p) for i, p in enumerate(model))
     weights, biases = [], []
-    for p in params:
+    for name, p in named:
         if p.requires_grad:
-            (biases if is_bias_or_norm(p) else weights).append(p)
+            (biases if is_excluded(name, p) else weights).append(p)
     return [
         {"name": "weights", "params": weights, "weight_decay": weight_decay, "lars": True},
         {"name": "biases", "params": biases, "weight_decay": 0.0, "lars": False},

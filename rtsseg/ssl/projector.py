@@ -26,6 +26,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         if not (self.training and is_distributed()):
             return super().forward(x)
         n = global_batch_size(x.shape[0], x.device)
+        x = x.float()  # statistics in fp32 also under bf16 autocast (the running buffers are fp32)
         mean, var = global_mean_var(x, n)  # [C], [C] (biased)
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():

@@ -1,41 +1,42 @@
-"""Barlow Twins pretraining: one entry point for ``python -m rtsseg.ssl.train`` and ``torchrun``.
+"""Barlow Twins pretraining: ``pretrain(cfg)``; command line ``rtsseg pretrain`` (:mod:`rtsseg.cli`).
 
-    python -m rtsseg.ssl.train --backbone resnet_small --epochs 10 --run-dir runs/bt
-    torchrun --standalone --nproc_per_node=2 -m rtsseg.ssl.train --backbone resnet_small ...
+    rtsseg pretrain --backbone resnet_small --epochs 10 --run-parent runs/bt
+    torchrun --standalone --nproc_per_node=2 -m rtsseg.ssl.train --backbone resnet_small ...   (same CLI)
 
 - Data: Tiny-ImageNet train images held as one uint8 tensor; per epoch an explicit permutation drawn
   from ``(seed, epoch)`` (DistributedSampler semantics: global step i takes positions
   ``[i*B, (i+1)*B)`` of the permutation, rank r the positions ``r, r+W, ...`` of that slice), last
-  incomplete batch dropped. Augmentations run batched on the training device
+  incomplete batch dropped (:mod:`rtsseg.sampling`). Augmentations run batched on the training device
   (:class:`rtsseg.ssl.augment.BarlowTwinsAugment`) with a generator seeded from ``(seed, step, rank)``.
-- Optimisation: LARS, learning rates ``lr_at(step)`` (warmup, cosine), optional bf16/fp16 autocast and
-  channels-last on CUDA. DDP over gloo (CPU) or nccl (CUDA); the projector's BatchNorms and the loss use
+- Optimisation: ``optimizer="lars"`` (conv nets; the official recipe) or ``"adamw"`` (transformers, as DINO and
+  MoCo v3), learning rates from :func:`rtsseg.schedule.cosine_scheduler` (warmup, cosine to 0.001 x peak);
+  CLS token, position embeddings, biases and norms get neither weight decay nor LARS adaptation (timm inits
+  the CLS token at std 1e-6, which LARS's trust ratio would keep frozen). bf16 autocast by default where the
+  hardware has bf16 matrix units (:mod:`rtsseg.precision`: CUDA, AMX/AVX512-BF16 CPUs); the loss, BatchNorm
+  statistics and the optimizer state stay fp32. Channels-last on CUDA. DDP over gloo (CPU) or nccl (CUDA); the projector's BatchNorms and the loss use
   global-batch statistics (see :mod:`rtsseg.ssl.distributed`); ``sync_bn`` converts the backbone's
   BatchNorms to SyncBatchNorm (CUDA only).
 - History columns: epoch, step, loss / on_diag / off_diag / z_std (projector output, on fixed monitor
   batches), emb_std and knn_acc (backbone embeddings of the k-NN val images), train_loss (mean over the
   epoch's steps), lr (weights), wall_s (seconds since the run started, cumulative over resumes).
-- Outputs in ``run_dir`` (rank 0): ``checkpoint.pt`` (atomic; model, backbone, optimiser, scaler,
+- Run folder: ``<run_parent>/<12-hex identity of (config, code digest)>`` (:mod:`rtsseg.rundir`), locked
+  while training. A changed hyper-parameter or training source gives a new folder; never a resume of the old run.
+- Outputs in the run folder (rank 0): ``checkpoint.pt`` (atomic; model, backbone, optimiser, scaler,
   RNG states, step), ``history.csv`` (one row per epoch, epoch 0 = before training), ``steps.csv``
   (one row per step), ``ccmatrix_e{epoch}.pt``, ``config.json``; ``nan_diagnostic.json`` when the loss
   turns non-finite (the run stops, the last good checkpoint is kept).
-- Resume: if ``run_dir/checkpoint.pt`` exists (and ``resume``), training continues from its step with
-  the same data order and augmentation draws, so a killed and resumed run ends with the same weights.
+- Resume: if the run folder holds a checkpoint (and not ``restart``), training continues from its step with
+  the same data order and augmentation draws, so a killed and resumed run ends with the same weights; a
+  finished run is not trained again.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
-import os
-import signal
 import sys
 import time
-import types
-import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rtsseg.ssl import distributed as D
-from rtsseg.ssl.augment import BarlowTwinsAugment
-from rtsseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from rtsseg.checkpoint import rng_state, set_rng_state
+from rtsseg.models import build_backbone  # the one backbone registry (tests register their fakes there)
+from rtsseg.precision import AMP_CHOICES, autocast, autocast_dtype
+from rtsseg.rundir import Run, code_digest, open_run
 from rtsseg.sampling import batch_indices, epoch_permutation, step_generator
 from rtsseg.schedule import cosine_scheduler
+from rtsseg.ssl import distributed as D
+from rtsseg.ssl.augment import BarlowTwinsAugment
 from rtsseg.ssl.lars import LARS, lars_param_groups, set_lr
 from rtsseg.ssl.model import BarlowTwins
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std, save_ccmatrix
@@ -57,9 +61,20 @@ HISTORY_FIELDS = [
 ]
 STEP_FIELDS = ["step", "epoch", "loss", "on_diag", "off_diag", "lr_weights", "lr_biases"]
 
+#: The source that shapes a pretraining result: a change here starts a new run (see rtsseg.rundir).
+CODE_MODULES = (
+    "rtsseg.ssl.train", "rtsseg.ssl.model", "rtsseg.ssl.loss", "rtsseg.ssl.projector", "rtsseg.ssl.lars",
+    "rtsseg.ssl.augment", "rtsseg.ssl.distributed", "rtsseg.ssl.monitors", "rtsseg.models", "rtsseg.data",
+    "rtsseg.sampling", "rtsseg.schedule", "rtsseg.precision",
+)
+#: Fields that say where or how fast a run goes, not what it computes: left out of the run identity.
+RUNTIME_FIELDS = ("data_root", "cache_dir", "run_parent", "device", "num_threads", "save_every_steps", "restart",
+                  "progress")
+OPTIMIZERS = ("lars", "adamw")
+
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; ``run_dir/nan_diagnostic.json`` says where and why."""
+    """The loss became NaN or inf; ``<run folder>/nan_diagnostic.json`` says where and why."""
 
 
 @dataclass
@@ -74,9 +89,12 @@ class PretrainConfig:
     image_size: int = 64
     epochs: int = 10
     batch_size: int = 128
-    lr_weights: float = 0.2
-    lr_biases: float = 0.0048
-    weight_decay: float = 1e-6
+    optimizer: str = "lars"  # "lars" (conv nets, official) | "adamw" (transformers, as DINO / MoCo v3)
+    lr_weights: float = 0.2  # LARS: peak lr of the weights at batch 256 (x batch/256)
+    lr_biases: float = 0.0048  # LARS: peak lr of biases, norms, CLS token, position embeddings
+    weight_decay: float = 1e-6  # LARS
+    adamw_lr: float = 5e-4  # AdamW: peak lr at batch 256 (x batch/256), DINO's default
+    adamw_weight_decay: float = 0.04  # AdamW (DINO's starting value), not on biases/norms/tokens/embeddings
     warmup_epochs: float = 10.0
     projector_dims: tuple[int, ...] = (8192, 8192, 8192)
     lambd: float = 0.0051
@@ -91,45 +109,37 @@ class PretrainConfig:
     synthetic_images: int = 256
     synthetic_classes: int = 4
     seed: int = 0
-    run_dir: str | None = None  # default: runs_root()/pretrain/<backbone>
+    run_parent: str | None = None  # runs go to <run_parent>/<identity>; default runs_root()/pretrain/<backbone>
     device: str | None = None  # "cpu" | "cuda" (default: cuda if available)
-    amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "fp16" | "none"
+    amp: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 units, else fp32) | "bf16" | "fp16" | "none"
     channels_last: bool = True  # CUDA only
     sync_bn: bool = False  # backbone BatchNorm -> SyncBatchNorm (CUDA, more than one rank)
     num_threads: int | None = None
     save_every_steps: int = 0  # 0: checkpoints at epoch ends only
-    resume: bool = True
+    restart: bool = False  # wipe this configuration's run folder and train from scratch
     progress: bool = True
-    fault_at_step: int | None = None  # testing only: the process SIGKILLs itself after this step
 
+    def validate(self) -> None:
+        """Fail fast, naming the parameter and the fix."""
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (Barlow Twins standardises over the batch), got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.amp not in AMP_CHOICES:
+            raise ValueError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
-# ----------------------------------------------------------------------------------- backbones
-_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+    def identity(self) -> dict:
+        """The fields that shape the result (stored in the checkpoint, hashed into the run folder name)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}
 
+    def parent(self) -> Path:
+        from rtsseg.config import runs_root
 
-def register_backbone(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Make ``factory(weights=None)`` available as ``cfg.backbone = name`` (tests, experiments)."""
-    _BACKBONES[name] = factory
-
-
-def build_backbone(name: str, weights: str | None = None) -> nn.Module:
-    """Local registry first (``tiny_test``), then :func:`rtsseg.models.build_backbone`."""
-    if name in _BACKBONES:
-        return _BACKBONES[name](weights=weights)
-    from rtsseg.models import build_backbone as build_model_backbone
-
-    return build_model_backbone(name, weights=weights)
-
-
-def _tiny_test(weights: str | None = None) -> nn.Module:
-    from rtsseg.ssl.tiny import TinyBackbone
-
-    if weights is not None:
-        raise ValueError("tiny_test has no pretrained weights")
-    return TinyBackbone()
-
-
-register_backbone("tiny_test", _tiny_test)
+        return Path(self.run_parent) if self.run_parent else runs_root() / "pretrain" / self.backbone
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -182,45 +192,28 @@ def build_knn_monitor(cfg: PretrainConfig) -> KNNMonitor:
     )
 
 
-# --------------------------------------------------------------------------------- csv logging
-def _append_csv(path: Path, fieldnames: list[str], row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+# ------------------------------------------------------------------------------------- optimiser
+def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, float, float]:
+    """The optimiser with groups ``weights`` / ``biases`` (see :func:`lars_param_groups`: biases, norms, CLS
+    token and position embeddings get no weight decay and no LARS adaptation) and the two peak learning rates
+    at batch 256 (weights, biases)."""
+    groups = lars_param_groups(model, cfg.weight_decay if cfg.optimizer == "lars" else cfg.adamw_weight_decay)
+    if cfg.optimizer == "lars":
+        opt: torch.optim.Optimizer = LARS(groups, lr=0.0)
+        peak_w, peak_b = cfg.lr_weights, cfg.lr_biases
+    else:
+        opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=0.0)
+        peak_w = peak_b = cfg.adamw_lr
+    return opt, peak_w, peak_b
 
 
-def _truncate_csv(path: Path, keep: Callable[[dict], bool]) -> None:
-    """Drop the rows written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        names, rows = reader.fieldnames or [], [r for r in reader if keep(r)]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=names)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def lr_schedules(cfg: PretrainConfig, peak_w: float, peak_b: float, total: int, warmup: int):
+    scale = cfg.batch_size / 256  # linear scaling rule; cosine to 0.001 x peak (barlowtwins main.py)
+    return (cosine_scheduler(peak_w * scale, peak_w * scale * 1e-3, total, warmup),
+            cosine_scheduler(peak_b * scale, peak_b * scale * 1e-3, total, warmup))
 
 
 # ------------------------------------------------------------------------------------- helpers
-def _autocast_dtype(cfg: PretrainConfig, device: torch.device) -> torch.dtype | None:
-    amp = cfg.amp
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "none"
-    if amp not in ("bf16", "fp16", "none"):
-        raise ValueError(f"amp must be auto|bf16|fp16|none, got {cfg.amp!r}")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
-
-
-def _unwrap(model: nn.Module) -> BarlowTwins:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 @torch.no_grad()
 def evaluate_ssl(
     model: BarlowTwins,
@@ -244,11 +237,11 @@ def evaluate_ssl(
         idx = batch_indices(perm, i, cfg.batch_size, info.rank, info.world_size)
         x = images[idx].to(info.device, non_blocking=True)
         v1, v2 = aug(x, generator=step_generator(cfg.seed, i, info.rank, stream=1))
-        with torch.autocast(info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(info.device, amp_dtype):
             out = model(v1, v2)
         for key in ("loss", "on_diag", "off_diag"):
             sums[key] += out[key].item()
-        sums["z_std"] += D.reduce_mean_scalar(embedding_std(out["z1"]), info.device)
+        sums["z_std"] += D.reduce_mean_scalar(embedding_std(out["z1"].float()), info.device)
         c_first = out["c"] if c_first is None else c_first
     model.load_state_dict(buffers, strict=False)
     result = {k: v / n_batches for k, v in sums.items()}
@@ -271,64 +264,70 @@ def _diagnose_nonfinite(out: dict, v1: torch.Tensor, v2: torch.Tensor, model: nn
 
 
 # -------------------------------------------------------------------------------------- training
-def pretrain(cfg: PretrainConfig) -> Path:
-    """Train (or resume) a Barlow Twins run; return its run folder (holding ``checkpoint.pt``)."""
-    from rtsseg.config import runs_root, seed_everything
+def pretrain(cfg: PretrainConfig, on_step: Callable[[int], None] | None = None) -> Path:
+    """Train (or resume, or skip when finished) the Barlow Twins run of ``cfg``; return its run folder.
 
+    ``on_step(step)`` is called after every optimiser step (tests: crash simulation)."""
+    from rtsseg.config import seed_everything
+
+    cfg.validate()
     info = D.init_from_env(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else runs_root() / "pretrain" / cfg.backbone
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, history_path, steps_path = run_dir / "checkpoint.pt", run_dir / "history.csv", run_dir / "steps.csv"
-    seed_everything(cfg.seed + info.rank)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
+    run = open_run(cfg.parent(), cfg.identity(), code_digest(*CODE_MODULES), restart=cfg.restart,
+                   primary=info.is_main)
+    D.barrier()  # rank 0 has created (or wiped) the folder
+    try:
+        _pretrain(cfg, run, info, seed_everything, on_step)
+    except BaseException:
+        run.close("failed")
+        raise
+    run.close()
+    return run.path
 
+
+def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, on_step) -> None:
+    run_dir, ckpt_path = run.path, run.checkpoint
+    seed_everything(cfg.seed + info.rank)
     images = load_training_images(cfg)  # uint8 [N, 3, H, W]
     steps_per_epoch = len(images) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(images)} images are fewer than one batch of {cfg.batch_size}: lower --batch-size")
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    scale = cfg.batch_size / 256  # peak = base lr x batch / 256, cosine to 0.001 x peak (barlowtwins main.py)
-    lr_w_at = cosine_scheduler(cfg.lr_weights * scale, cfg.lr_weights * scale * 1e-3, total_steps, warmup_steps)
-    lr_b_at = cosine_scheduler(cfg.lr_biases * scale, cfg.lr_biases * scale * 1e-3, total_steps, warmup_steps)
     knn = build_knn_monitor(cfg) if info.is_main else None
 
-    backbone = build_backbone(cfg.backbone, cfg.weights)
+    backbone = build_backbone(cfg.backbone, weights=cfg.weights)
     model = BarlowTwins(backbone, cfg.projector_dims, cfg.lambd).to(info.device)
     if cfg.sync_bn and info.device.type == "cuda" and info.world_size > 1:
         model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
     channels_last = cfg.channels_last and info.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp_dtype = _autocast_dtype(cfg, info.device)
-    optimizer = LARS(lars_param_groups(model, cfg.weight_decay), lr=0.0)
+    amp_dtype = autocast_dtype(cfg.amp, info.device)
+    optimizer, peak_w, peak_b = build_optimizer(model, cfg)
+    lr_w_at, lr_b_at = lr_schedules(cfg, peak_w, peak_b, total_steps, warmup_steps)
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)
     aug = BarlowTwinsAugment(cfg.image_size, backbone.mean, backbone.std, blur_sigma=tuple(cfg.blur_sigma))
 
     step, wall_offset = 0, 0.0
-    if cfg.resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location="cpu")
-        if int(state["steps_per_epoch"]) != steps_per_epoch:
-            raise ValueError(
-                f"{ckpt_path} was written with {state['steps_per_epoch']} steps per epoch, this run has "
-                f"{steps_per_epoch} (data or batch size changed): use another --run-dir or --no-resume"
-            )
+    state = run.load()  # identity verified: never another configuration's checkpoint
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
         step, wall_offset = int(state["step"]), float(state["wall_s"])
         if info.is_main:
-            _truncate_csv(steps_path, lambda r: int(r["step"]) <= step)
-            _truncate_csv(history_path, lambda r: int(r["epoch"]) <= step // steps_per_epoch)
-            print(f"resumed from {ckpt_path} at step {step}/{total_steps}", flush=True)
+            run.truncate_history("steps.csv", lambda r: int(r["step"]) <= step)
+            run.truncate_history("history.csv", lambda r: int(r["epoch"]) <= step // steps_per_epoch)
+            verb = "finished run" if step >= total_steps else "resumed from"
+            print(f"{verb} {ckpt_path} at step {step}/{total_steps}", flush=True)
     elif info.is_main:
-        for p in (steps_path, history_path, run_dir / "nan_diagnostic.json"):
-            p.unlink(missing_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        for name in ("steps.csv", "history.csv", "nan_diagnostic.json"):
+            (run_dir / name).unlink(missing_ok=True)
 
     ddp = model
     if info.world_size > 1:
@@ -343,7 +342,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         else:
             states = [rng_state()]
         if info.is_main:
-            save_checkpoint(
+            run.save(
                 {
                     "model": model.state_dict(),
                     "backbone": model.backbone.state_dict(),
@@ -353,12 +352,11 @@ def pretrain(cfg: PretrainConfig) -> Path:
                     "step": step_done,
                     "epoch": step_done // steps_per_epoch,
                     "steps_per_epoch": steps_per_epoch,
+                    "total_steps": total_steps,
                     "wall_s": time.perf_counter() - t0,
-                    "config": json.loads(json.dumps(asdict(cfg))),
                     "backbone_name": cfg.backbone,
                     "embed_dim": int(model.backbone.embed_dim),
-                },
-                ckpt_path,
+                }
             )
         D.barrier()
 
@@ -367,13 +365,13 @@ def pretrain(cfg: PretrainConfig) -> Path:
         if info.is_main:
             mon = knn(model.backbone, info.device)
             save_ccmatrix(ev["c"], run_dir / f"ccmatrix_e{epoch}.pt", cfg.ccmatrix_size)
-            lr_w = float(lr_w_at[min(step_done, total_steps - 1)])
             row = {
                 "epoch": epoch, "step": step_done, "loss": ev["loss"], "on_diag": ev["on_diag"],
                 "off_diag": ev["off_diag"], "emb_std": mon["emb_std"], "knn_acc": mon["knn_acc"],
-                "z_std": ev["z_std"], "train_loss": train_loss, "lr": lr_w, "wall_s": time.perf_counter() - t0,
+                "z_std": ev["z_std"], "train_loss": train_loss,
+                "lr": float(lr_w_at[min(step_done, total_steps - 1)]), "wall_s": time.perf_counter() - t0,
             }
-            _append_csv(history_path, HISTORY_FIELDS, row)
+            run.append_history("history.csv", row, HISTORY_FIELDS)
             print(
                 f"epoch {epoch}/{cfg.epochs} step {step_done} loss {ev['loss']:.3f} (on {ev['on_diag']:.3f}, "
                 f"off {ev['off_diag']:.3f}) emb_std {mon['emb_std']:.4f} z_std {ev['z_std']:.4f} "
@@ -399,9 +397,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
             v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
         lr_w, lr_b = float(lr_w_at[step]), float(lr_b_at[step])
         set_lr(optimizer, lr_w, lr_b)
-        with torch.autocast(info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(info.device, amp_dtype):
             out = ddp(v1, v2)
-        loss = out["loss"]
+        loss = out["loss"]  # fp32: the loss computes in fp32 under autocast
         if not torch.isfinite(loss):
             diag = _diagnose_nonfinite(out, v1, v2, model)
             diag.update(step=step, epoch=epoch, lr_weights=lr_w, lr_biases=lr_b,
@@ -418,13 +416,13 @@ def pretrain(cfg: PretrainConfig) -> Path:
         step += 1
         epoch_losses.append(loss.item())
         if info.is_main:
-            _append_csv(steps_path, STEP_FIELDS, {
+            run.append_history("steps.csv", {
                 "step": step, "epoch": epoch + 1, "loss": loss.item(), "on_diag": out["on_diag"].item(),
-                "off_diag": out["off_diag"].item(), "lr_weights": lr_w, "lr_biases": lr_b})
+                "off_diag": out["off_diag"].item(), "lr_weights": lr_w, "lr_biases": lr_b}, STEP_FIELDS)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.2f}")
-        if cfg.fault_at_step is not None and step == cfg.fault_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)  # crash simulation for the resume test
+        if on_step is not None:
+            on_step(step)
         if step % steps_per_epoch == 0:
             epoch_end(epoch + 1, step, float(np.mean(epoch_losses)) if epoch_losses else float("nan"))
             epoch_losses = []
@@ -435,52 +433,10 @@ def pretrain(cfg: PretrainConfig) -> Path:
     if not ckpt_path.exists():
         save(step)
     D.barrier()
-    return run_dir
+    run.finish()
 
 
-# ------------------------------------------------------------------------------------------ CLI
-def _arg_type(tp) -> tuple[Callable | None, dict]:
-    """argparse settings for a dataclass field type."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)][0]
+if __name__ == "__main__":  # `python -m rtsseg.ssl.train ...` (torchrun): the `rtsseg pretrain` command line
+    from rtsseg.cli import main as _cli_main
 
-        def parse(s: str, inner=inner):
-            return None if s.lower() == "none" else inner(s)
-
-        return parse, {}
-    if origin is tuple:
-        return args[0], {"nargs": "+"}
-    if tp is bool:
-        return None, {"action": argparse.BooleanOptionalAction}
-    return tp, {}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Barlow Twins pretraining (python -m or torchrun)")
-    hints = typing.get_type_hints(PretrainConfig)
-    for f in fields(PretrainConfig):
-        conv, extra = _arg_type(hints[f.name])
-        kwargs = {"default": f.default, "help": f"default: {f.default}", **extra}
-        if conv is not None:
-            kwargs["type"] = conv
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit status 0 (the run folder is printed)."""
-    ns = build_parser().parse_args(argv)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
-    cfg = PretrainConfig(**values)
-    try:
-        run_dir = pretrain(cfg)
-    finally:
-        D.cleanup()
-    if D.get_rank() == 0:
-        print(f"run folder: {run_dir}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(_cli_main(["pretrain", *sys.argv[1:]]))

@@ -1,0 +1,116 @@
+"""Where each experiment's runs live, and the backbone of one (profile, backbone, initialisation, seed).
+
+Analysis layer: it may import models and trainers. Every trained initialisation has a *run parent* folder per
+backbone and seed; the trainers put one run folder per (config, code) identity below it
+(:mod:`rtsseg.rundir`), and :func:`load_backbone` takes the last finished one (``latest_run``)::
+
+    runs/<profile>/pretrain/<backbone>_seed<seed>/<identity>/checkpoint.pt               barlow twins (step 02)
+    runs/<profile>/dino/<backbone>_seed<seed>/<identity>/checkpoint.pt                   dino (step 03; teacher
+                                                                                         backbone under "backbone")
+    runs/<profile>/supervised/<backbone>_seed<seed>/<identity>/checkpoint.pt             supervised (step 04)
+    runs/<profile>/attention_supervised/<backbone>_seed<seed>/<identity>/checkpoint.pt   positive control: the
+                                                                                         supervised trainer with
+                                                                                         attn_loss_weight > 0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtsseg.config import runs_root
+
+#: The initialisations every analysis chapter compares.
+INITS: list[str] = ["random", "supervised", "barlow twins", "dino"]
+#: Positive controls, compared in the attention chapter only.
+CONTROL_INITS: list[str] = ["attention-supervised"]
+ALL_INITS: list[str] = INITS + CONTROL_INITS
+
+#: init -> (folder under runs/<profile>/, the step that trains it)
+TRAINED: dict[str, tuple[str, str]] = {
+    "barlow twins": ("pretrain", "02_pretrain_barlow_twins"),
+    "dino": ("dino", "03_pretrain_dino"),
+    "supervised": ("supervised", "04_supervised_baseline"),
+    "attention-supervised": ("attention_supervised", "04_supervised_baseline"),
+}
+
+
+def profile_dir(profile: str, *parts: str) -> Path:
+    """``runs/<profile>/...`` (git-ignored; ``$RTSSEG_RUNS`` moves it)."""
+    return runs_root() / profile / Path(*parts) if parts else runs_root() / profile
+
+
+def run_parent(profile: str, init: str, backbone: str, seed: int) -> Path:
+    """The folder holding the runs (one per config identity) of a trained initialisation."""
+    if init not in TRAINED:
+        raise ValueError(f"unknown trained initialisation {init!r}; choose one of {list(TRAINED)}")
+    return profile_dir(profile, TRAINED[init][0], f"{backbone}_seed{seed}")
+
+
+def pretrain_dir(profile: str, backbone: str, seed: int) -> Path:
+    """Barlow Twins run parent (``PretrainConfig.run_parent``)."""
+    return run_parent(profile, "barlow twins", backbone, seed)
+
+
+def dino_dir(profile: str, backbone: str, seed: int) -> Path:
+    """DINO run parent."""
+    return run_parent(profile, "dino", backbone, seed)
+
+
+def supervised_dir(profile: str, backbone: str, seed: int) -> Path:
+    """Supervised baseline run parent (``SupervisedConfig.run_parent``)."""
+    return run_parent(profile, "supervised", backbone, seed)
+
+
+def attention_supervised_dir(profile: str, backbone: str, seed: int) -> Path:
+    """Attention-supervised control run parent (``SupervisedConfig.run_parent`` with ``attn_loss_weight > 0``)."""
+    return run_parent(profile, "attention-supervised", backbone, seed)
+
+
+def cache_dir(profile: str | None = None) -> Path:
+    """Decoded-data caches are profile independent: ``runs/cache``."""
+    return runs_root() / "cache"
+
+
+def step_run_parents(profile: str, step: str) -> list[Path]:
+    """The folders ``rtsseg run --force STEP`` clears: every run of the initialisations that ``step`` trains
+    (``step`` as a full name or its number, e.g. ``"02"``); empty for steps that train nothing."""
+    name = _step_name(step)
+    return [profile_dir(profile, folder) for folder, trained_by in dict.fromkeys(TRAINED.values()) if trained_by == name]
+
+
+def _step_name(step: str) -> str:
+    names = {s for _, s in TRAINED.values()}
+    for n in sorted(names):
+        if step == n or n.split("_", 1)[0] == step:
+            return n
+    return step
+
+
+def checkpoint_path(profile: str, backbone: str, init: str, seed: int) -> Path:
+    """``checkpoint.pt`` of the last finished run of a trained initialisation; a clear error naming the folder
+    and the step to run otherwise."""
+    from rtsseg.rundir import latest_run
+
+    parent = run_parent(profile, init, backbone, seed)
+    step = TRAINED[init][1].split("_", 1)[0]
+    hint = (f"no finished {init} run for {backbone} seed {seed}: run `rtsseg run --profile {profile} --step {step}` "
+            "with this backbone and seed first")
+    return latest_run(parent, hint) / "checkpoint.pt"
+
+
+def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu"):
+    """The backbone of one run, in eval mode on ``device``: a random init seeded with ``seed``, or the last
+    finished run of the trained initialisation (``ALL_INITS``) for that backbone and seed."""
+    from rtsseg.config import seed_everything
+    from rtsseg.models import build_backbone
+
+    if init not in ALL_INITS:
+        raise ValueError(f"unknown initialisation {init!r}; choose one of {ALL_INITS}")
+    seed_everything(seed)
+    weights = None if init == "random" else checkpoint_path(profile, backbone, init, seed)
+    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
+
+
+__all__ = ["INITS", "CONTROL_INITS", "ALL_INITS", "TRAINED", "run_parent", "pretrain_dir", "dino_dir", "supervised_dir",
+           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "load_backbone",
+           "profile_dir"]

@@ -1,0 +1,52 @@
+"""Run parents per initialisation, load_backbone through the last finished run, step_run_parents for --force."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_fakes import register_fakes
+from rtsseg import experiments as ex
+from rtsseg.errors import NoRunError
+from rtsseg.rundir import open_run
+
+register_fakes()
+
+
+def test_run_parents_and_force_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
+    assert ex.pretrain_dir("cpu", "vit_small64", 1) == tmp_path / "cpu" / "pretrain" / "vit_small64_seed1"
+    assert ex.dino_dir("cpu", "vit_small64", 0) == tmp_path / "cpu" / "dino" / "vit_small64_seed0"
+    assert ex.supervised_dir("cpu", "b", 2).parent.name == "supervised"
+    assert ex.attention_supervised_dir("cpu", "b", 2).parent.name == "attention_supervised"
+    assert ex.step_run_parents("cpu", "02") == [tmp_path / "cpu" / "pretrain"]
+    assert ex.step_run_parents("cpu", "03_pretrain_dino") == [tmp_path / "cpu" / "dino"]
+    assert set(ex.step_run_parents("cpu", "04")) == {tmp_path / "cpu" / "supervised",
+                                                      tmp_path / "cpu" / "attention_supervised"}
+    assert ex.step_run_parents("cpu", "05") == []
+    assert isinstance(ex.INITS, list) and "dino" in ex.INITS and "attention-supervised" in ex.ALL_INITS
+
+
+def test_load_backbone_takes_the_last_finished_run_and_names_the_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
+    assert ex.load_backbone("smoke", "vit_small64", "random", 0, 64).family == "vit"
+    with pytest.raises(NoRunError, match=r"no finished barlow twins run .*--profile smoke --step 02"):
+        ex.load_backbone("smoke", "tiny_test", "barlow twins", 0, 64)
+    with pytest.raises(NoRunError, match=r"--step 04"):
+        ex.load_backbone("smoke", "tiny_test", "supervised", 0, 64)
+    with pytest.raises(ValueError, match="unknown initialisation"):
+        ex.load_backbone("smoke", "tiny_test", "dino-ish", 0, 64)
+    from model_fakes import TinyBackbone
+
+    trained = TinyBackbone()
+    torch.nn.init.constant_(trained.features[0].weight, 0.5)
+    for init in ("dino", "attention-supervised"):
+        with open_run(ex.run_parent("smoke", init, "tiny_test", 3), {"x": init}, "code") as run:
+            run.save({"backbone": trained.state_dict()})
+            run.finish()
+        got = ex.load_backbone("smoke", "tiny_test", init, 3, 32)
+        assert torch.equal(got.features[0].weight, trained.features[0].weight) and not got.training
+    with open_run(ex.dino_dir("smoke", "tiny_test", 3), {"x": "unfinished"}, "code") as run:
+        run.save({"backbone": TinyBackbone().state_dict()})  # never finished: not picked
+    assert torch.equal(ex.load_backbone("smoke", "tiny_test", "dino", 3, 32).features[0].weight,
+                       trained.features[0].weight)
