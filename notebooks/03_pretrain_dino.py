@@ -71,7 +71,7 @@ import torch
 from IPython.display import Markdown, display
 
 from rtsseg.config import data_root as resolve_data_root
-from rtsseg.profiles import cache_dir, run_dir
+from rtsseg.experiments import cache_dir, dino_dir
 from rtsseg.report import RunRecord, notebook_params, read_results, save_results
 from rtsseg.ssl.dino_plot import plot_dino_history, summarize_dino
 from rtsseg.ssl.dino_train import config_from_params, equal_flops_epochs, pretrain_dino, step_flops
@@ -120,7 +120,7 @@ for backbone in backbones:
     for seed in seeds:
         cfg = config_from_params(
             params, backbone=backbone, seed=seed, epochs=flops[backbone]["epochs"], data_root=str(root),
-            cache_dir=str(cache_dir()), run_dir=str(run_dir(profile, "pretrain_dino", f"{backbone}_seed{seed}")),
+            cache_dir=str(cache_dir()), run_parent=str(dino_dir(profile, backbone, seed)),
             num_threads=num_threads or None,
         )
         t0 = time.time()

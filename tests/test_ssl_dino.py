@@ -21,7 +21,7 @@ from rtsseg.ssl.dino import (
     teacher_temp_schedule,
 )
 from rtsseg.ssl.dino_augment import DinoMultiCrop, default_crops
-from rtsseg.ssl.tiny import TinyBackbone
+from model_fakes import TinyBackbone
 
 
 def _official_loss(student: np.ndarray, teacher: np.ndarray, center: np.ndarray, ncrops: int, t_s: float, t_t: float):

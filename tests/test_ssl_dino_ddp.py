@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from rtsseg.ssl.dino import DINOHead, DINOLoss, MultiCropWrapper
-from rtsseg.ssl.tiny import TinyBackbone
+from model_fakes import TinyBackbone, subprocess_env
 
 GLOBAL_BATCH, WORLD, K, NCROPS = 8, 2, 24, 4
 
@@ -76,12 +76,12 @@ def test_torchrun_runs_the_dino_entry_point(tmp_path: Path):
 
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-        "rtsseg.ssl.dino_train", "--backbone", "tiny_test", "--data", "synthetic", "--synthetic-images", "32",
+        "rtsseg.ssl.dino_train", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "32",
         "--epochs", "1", "--batch-size", "8", "--out-dim", "32", "--hidden-dim", "16", "--bottleneck-dim", "8",
         "--n-local-crops", "2", "--image-size", "32", "--knn-train-per-class", "2", "--knn-val-per-class", "1",
-        "--device", "cpu", "--num-threads", "1", "--no-progress", "--amp", "none", "--run-dir", str(tmp_path),
+        "--device", "cpu", "--num-threads", "1", "--no-progress", "--amp", "none", "--run-parent", str(tmp_path),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = subprocess_env({**os.environ, "OMP_NUM_THREADS": "1"})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run folder:") == 1

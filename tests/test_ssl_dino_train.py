@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_fakes import subprocess_env
 
 from rtsseg.checkpoint import load_checkpoint
 from rtsseg.ssl.dino_train import DinoConfig, equal_flops_epochs, main, pretrain_dino, step_flops
@@ -17,7 +18,7 @@ from rtsseg.ssl.dino_train import DinoConfig, equal_flops_epochs, main, pretrain
 REPO = Path(__file__).resolve().parents[1]
 # 48 images / batch 8 = 6 steps per epoch, 2 epochs; checkpoints every 4 steps and at epoch ends
 ARGS = [
-    "--backbone", "tiny_test", "--data", "synthetic", "--synthetic-images", "48", "--batch-size", "8",
+    "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "48", "--batch-size", "8",
     "--epochs", "2", "--out-dim", "32", "--hidden-dim", "16", "--bottleneck-dim", "8", "--n-local-crops", "2",
     "--image-size", "32", "--warmup-epochs", "1", "--save-every-steps", "4", "--lr", "0.01",
     "--warmup-teacher-temp-epochs", "2", "--warmup-teacher-temp", "0.04", "--teacher-temp", "0.07",
@@ -36,15 +37,15 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     killed = tmp_path / "killed"
     # step 9 is mid-epoch 2; the last checkpoint is at step 8, so step 9 is lost and redone
     proc = subprocess.run(
-        [sys.executable, "-m", "rtsseg.ssl.dino_train", *ARGS, "--fault-at-step", "9", "--run-dir", str(killed)],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "rtsseg.ssl.dino_train", *ARGS, "--fault-at-step", "9", "--run-parent", str(killed)],
+        cwd=REPO, capture_output=True, text=True, timeout=180, env=subprocess_env(),
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (folder,) = [p for p in killed.iterdir() if p.is_dir()]
     assert load_checkpoint(folder / "checkpoint.pt")["step"] == 8
 
-    main([*ARGS, "--run-dir", str(killed)])  # same identity: resumes from step 8 (fault_at_step is operational)
-    main([*ARGS, "--run-dir", str(tmp_path / "straight")])  # uninterrupted reference
+    main([*ARGS, "--run-parent", str(killed)])  # same identity: resumes from step 8 (fault_at_step is operational)
+    main([*ARGS, "--run-parent", str(tmp_path / "straight")])  # uninterrupted reference
     (folder2,) = [p for p in (tmp_path / "straight").iterdir() if p.is_dir()]
     assert folder.name == folder2.name  # run identity: same config and code
 
@@ -74,7 +75,7 @@ def test_first_epoch_freezes_last_layer_and_backbone_loads(tmp_path: Path):
     cfg = DinoConfig(backbone="vit_small64", data="synthetic", synthetic_images=16, batch_size=8, epochs=1,
                      image_size=32, n_local_crops=1, out_dim=64, hidden_dim=32, bottleneck_dim=16, warmup_epochs=0,
                      knn_train_per_class=2, knn_val_per_class=1, device="cpu", amp="none", progress=False,
-                     run_dir=str(tmp_path))
+                     run_parent=str(tmp_path))
     torch.manual_seed(cfg.seed)
     from rtsseg.ssl.dino_train import build_models
 
@@ -93,20 +94,20 @@ def test_first_epoch_freezes_last_layer_and_backbone_loads(tmp_path: Path):
 
 
 def test_step_flops_dino_costs_more_with_local_crops():
-    bt = step_flops("tiny_test", "barlow_twins", image_size=32, batch_size=2, projector_dims=(16, 16))
-    d0 = step_flops("tiny_test", "dino", image_size=32, batch_size=2, n_local_crops=0, out_dim=32)
-    d2 = step_flops("tiny_test", "dino", image_size=32, batch_size=2, n_local_crops=2, out_dim=32)
+    bt = step_flops("model_fakes:TinyBackbone", "barlow_twins", image_size=32, batch_size=2, projector_dims=(16, 16))
+    d0 = step_flops("model_fakes:TinyBackbone", "dino", image_size=32, batch_size=2, n_local_crops=0, out_dim=32)
+    d2 = step_flops("model_fakes:TinyBackbone", "dino", image_size=32, batch_size=2, n_local_crops=2, out_dim=32)
     assert d2["flops_per_image"] > d0["flops_per_image"] > 0 and bt["flops_per_image"] > 0
     assert d2["n_crops"] == 4 and d2["local_size"] == 16
     assert equal_flops_epochs(10, bt["flops_per_image"], 2 * bt["flops_per_image"]) == pytest.approx(5)
     with pytest.raises(ValueError, match="method"):
-        step_flops("tiny_test", "simclr")
+        step_flops("model_fakes:TinyBackbone", "simclr")
 
 
 def test_config_from_params_uses_fields_only():
     from rtsseg.ssl.dino_train import config_from_params
 
     cfg = config_from_params({"profile": "cpu", "seeds": [0, 1], "epochs": 3, "local_scale": [0.1, 0.3], "lr": 1},
-                             seed=2, run_dir="x")
-    assert cfg.epochs == 3 and cfg.local_scale == (0.1, 0.3) and cfg.seed == 2 and cfg.run_dir == "x"
+                             seed=2, run_parent="x")
+    assert cfg.epochs == 3 and cfg.local_scale == (0.1, 0.3) and cfg.seed == 2 and cfg.run_parent == "x"
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)

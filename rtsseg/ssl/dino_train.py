@@ -29,7 +29,6 @@ epoch's last step: lr, wd, momentum, teacher_temp; wall_s is cumulative over res
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
@@ -121,7 +120,7 @@ class DinoConfig:
     synthetic_classes: int = 4
     seed: int = 0
     # operational (not part of the run identity)
-    run_dir: str | None = None  # parent of the run folders (default runs_root()/pretrain_dino/<backbone>)
+    run_parent: str | None = None  # runs go to <run_parent>/<identity>; default runs_root()/dino/<backbone>
     device: str | None = None
     amp: str = "auto"
     num_threads: int | None = None
@@ -131,7 +130,8 @@ class DinoConfig:
     fault_at_step: int | None = None  # tests: SIGKILL after this step
 
 
-OPERATIONAL = ("run_dir", "device", "amp", "num_threads", "save_every_steps", "restart", "progress", "fault_at_step")
+OPERATIONAL = ("data_root", "cache_dir", "run_parent", "device", "num_threads", "save_every_steps", "restart", "progress",
+               "fault_at_step")
 CODE = ("rtsseg.ssl", "rtsseg.models", "rtsseg.data", "rtsseg.sampling", "rtsseg.schedule", "rtsseg.precision")
 
 
@@ -139,8 +139,7 @@ def identity_config(cfg: DinoConfig) -> dict:
     """The fields that shape the result (the run identity); ``amp`` included: bf16 changes the numbers."""
     d = asdict(cfg)
     for k in OPERATIONAL:
-        if k != "amp":
-            d.pop(k)
+        d.pop(k)
     return d
 
 
@@ -168,7 +167,7 @@ def crop_spec(cfg: DinoConfig, patch: int = 8) -> CropSpec:
 
 def build_models(cfg: DinoConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:
     """Student and teacher (same initial weights; teacher without gradients)."""
-    from rtsseg.ssl.train import build_backbone
+    from rtsseg.models import build_backbone
 
     backbone = build_backbone(cfg.backbone, cfg.weights)
     out_dim = cfg.out_dim or default_out_dim(int(backbone.embed_dim))
@@ -294,7 +293,7 @@ def pretrain_dino(cfg: DinoConfig) -> Path:
         torch.set_num_threads(cfg.num_threads)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
-    parent = Path(cfg.run_dir) if cfg.run_dir else runs_root() / "pretrain_dino" / cfg.backbone
+    parent = Path(cfg.run_parent) if cfg.run_parent else runs_root() / "dino" / cfg.backbone
     run = open_run(parent, identity_config(cfg), code_digest(*CODE), restart=cfg.restart, primary=info.is_main)
     try:
         run_dir = _train(cfg, run, info, seed_everything, build_knn_monitor, load_training_images)
@@ -444,7 +443,7 @@ def step_flops(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from rtsseg.ssl.train import build_backbone
+    from rtsseg.models import build_backbone
 
     torch.manual_seed(0)
     x = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8)
@@ -490,34 +489,13 @@ def equal_flops_epochs(reference_epochs: float, reference_flops: float, flops: f
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def _arg_type(tp):
-    """argparse settings for a DinoConfig field (optional tuples: ``--global-scale 0.4 1`` or ``none``)."""
-    from rtsseg.ssl.train import _arg_type as bt_arg_type
-
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if len(args) == 1 and typing.get_origin(args[0]) is tuple:
-        return (lambda s: None if s.lower() == "none" else float(s)), {"nargs": "+"}
-    return bt_arg_type(tp)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="DINO pretraining (python -m or torchrun)")
-    hints = typing.get_type_hints(DinoConfig)
-    for f in fields(DinoConfig):
-        conv, extra = _arg_type(hints[f.name])
-        kwargs = {"default": f.default, "help": f"default: {f.default}", **extra}
-        if conv is not None:
-            kwargs["type"] = conv
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
-    if values.get("global_scale") and None in values["global_scale"]:
-        values["global_scale"] = None
-    cfg = DinoConfig(**values)
+    """``python -m rtsseg.ssl.dino_train --flag value ...`` (one flag per :class:`DinoConfig` field; torchrun
+    works); prints the run folder (rank 0)."""
+    from rtsseg.cli import config_from_args  # the shared dataclass -> argparse helper (entry point only)
+
+    cfg = config_from_args(DinoConfig, list(sys.argv[1:] if argv is None else argv), "DINO pretraining",
+                           "python -m rtsseg.ssl.dino_train")
     rank = int(os.environ.get("RANK", "0"))
     try:
         run_dir = pretrain_dino(cfg)
