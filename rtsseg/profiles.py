@@ -72,7 +72,10 @@ PROFILES: dict[str, dict[str, dict]] = {
         "02_pretrain_barlow_twins": dict(
             _SMOKE_TRAIN, projector_dims=[256, 256, 256], knn_train_per_class=2, knn_val_per_class=2
         ),
-        "03_pretrain_dino": {},
+        "03_pretrain_dino": dict(
+            seeds=[0], max_images_per_class=1, batch_size=32, n_local_crops=2, knn_train_per_class=2,
+            knn_val_per_class=1, warmup_epochs=0.2, bt_epochs=1, bt_projector_dims=[256, 256, 256],
+        ),
         "04_supervised_baseline": dict(_SMOKE_TRAIN),
         "05_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4),
         "06_embeddings": dict(
@@ -109,7 +112,11 @@ PROFILES: dict[str, dict[str, dict]] = {
             knn_val_per_class=50,
             warmup_epochs=10.0,
         ),
-        "03_pretrain_dino": {},
+        "03_pretrain_dino": dict(
+            backbones=["vit_s16"], image_size=224, batch_size=256, max_images_per_class=None, bt_epochs=100,
+            bt_projector_dims=[8192, 8192, 8192], n_local_crops=6, warmup_epochs=10.0, freeze_last_layer=1.0,
+            teacher_temp=0.07, warmup_teacher_temp_epochs=30, knn_train_per_class=100, knn_val_per_class=50,
+        ),
         "04_supervised_baseline": dict(
             _GPU_TRAIN, epochs=100, batch_size=256, max_images_per_class=None, warmup_epochs=10.0
         ),
