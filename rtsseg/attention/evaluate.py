@@ -401,12 +401,4 @@ def pixel_scores(maps: torch.Tensor, gts: torch.Tensor, mass: float = 0.6) -> di
     return {"jaccard": inter / union, "mass_in_gt": mass_in_mask(up.mean(1), g[:, 0])}
 
 
-def center_square(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre square crop of image uint8 [3,H,W] and mask [H,W] (same size); the image is resized to
-    ``size`` (bilinear, antialiased), the mask keeps its own resolution (the crop only)."""
-    h, w = mask.shape
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    img = image[:, top : top + side, left : left + side]
-    img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return img[0].round().clamp(0, 255).to(torch.uint8), mask[top : top + side, left : left + side]
+from rtsseg.attention.groundtruth import center_square  # noqa: E402,F401  (kept importable from here)
