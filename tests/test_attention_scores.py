@@ -124,3 +124,16 @@ def test_centre_prior_map():
     m = centre_prior_map((8, 8))
     assert m.sum().item() == pytest.approx(1.0)
     assert m[3:5, 3:5].min() == m.max() and m[0, 0] == m.min()
+
+
+def test_vectorised_statistic_equals_the_scalar_cross_fit():
+    from rtsseg.attention.evaluate import _stat
+
+    v = torch.randn(31, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    a, b = split_halves(31, 0)
+    assert _stat([v], torch.arange(31)[None], "best", 0).item() == pytest.approx(crossfit_best(v, a, b))
+    idx = torch.randint(0, 31, (4, 31), generator=torch.Generator().manual_seed(1))
+    for r in range(4):
+        w = v[idx[r]]
+        assert _stat([v], idx, "best", 0)[r].item() == pytest.approx(crossfit_best(w, a, b))
+        assert _stat([v, 2 * v], idx, "mean", 0)[r].item() == pytest.approx(1.5 * w.mean().item())

@@ -110,26 +110,28 @@ def score_maps(maps: torch.Tensor, gts: torch.Tensor, mass: float = 0.6) -> dict
             "mass_in_gt": (head_mean * g).sum(-1) / (head_mean * area).sum(-1).clamp_min(1e-300)}
 
 
-def auroc_tokens(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def auroc_tokens(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """Mann-Whitney AUROC with token weights: scores [N, heads, T], pos/neg pixel counts [N, T] -> [N, heads].
 
     AUROC = sum_{i,j} pos_i neg_j (1[s_i > s_j] + 1/2 1[s_i = s_j]) / (P N), the pixel-level AUROC of the
-    nearest-upsampled map. NaN where P or N is 0.
+    nearest-upsampled map (ties count 1/2). By sorting: for every token, the background pixels strictly
+    below its score plus half of those tied with it. NaN where P or N is 0.
     """
-    out = []
-    for s in range(0, scores.shape[0], chunk):
-        sc, po, ne = scores[s : s + chunk], pos[s : s + chunk], neg[s : s + chunk]
-        diff = sc[..., :, None] - sc[..., None, :]  # [n, heads, T, T]
-        cmp = (diff > 0).double() + 0.5 * (diff == 0).double()
-        num = torch.einsum("ni,nhij,nj->nh", po, cmp, ne)
-        den = (po.sum(-1) * ne.sum(-1))[:, None]  # [n, 1]
-        out.append(torch.where(den > 0, num / den.clamp_min(1), torch.nan))
-    return torch.cat(out)
+    sv, order = scores.sort(-1)  # [N, heads, T] ascending
+    sv = sv.contiguous()
+    negs = neg[:, None, :].expand_as(scores).gather(-1, order)
+    poss = pos[:, None, :].expand_as(scores).gather(-1, order)
+    cum = torch.cat([torch.zeros_like(negs[..., :1]), negs.cumsum(-1)], -1)  # [N, heads, T+1] exclusive
+    below = cum.gather(-1, torch.searchsorted(sv, sv, right=False))  # background strictly below
+    upto = cum.gather(-1, torch.searchsorted(sv, sv, right=True))  # ... and tied
+    num = (poss * (below + 0.5 * (upto - below))).sum(-1)  # [N, heads]
+    den = (pos.sum(-1) * neg.sum(-1))[:, None]  # [N, 1]
+    return torch.where(den > 0, num / den.clamp_min(1), torch.nan)
 
 
 # ----------------------------------------------------------------------------- reference maps
 def jaccard_chance(gts: torch.Tensor, grid: Sequence[int], mass: float = 0.6, max_levels: int = 256,
-                   mc_draws: int = 4096, seed: int = 0) -> torch.Tensor:
+                   mc_draws: int = 4096, seed: int = 0, chunk: int = 32) -> torch.Tensor:
     """Expected Jaccard of a uniform map's ``mass`` mask, per image: float64 [N].
 
     The uniform map's mask is k = ceil(mass * T - 1e-6) of the T tokens (``mass_mask``'s rule), drawn uniformly
@@ -153,23 +155,43 @@ def jaccard_chance(gts: torch.Tensor, grid: Sequence[int], mass: float = 0.6, ma
     a = float(area[0])
     levels = int(a) if a <= max_levels else max_levels
     q = torch.round(g / a * levels).long()  # [N, T] ground-truth share per token in 1/levels units
-    s_max = int(q.sum(-1).max())
+    # choosing k tokens = leaving T - k out: run the DP on the smaller count, I = total - (left-out sum)
+    complement = n_tok - k < k
+    k_dp = n_tok - k if complement else k
     out = torch.empty(n_img, dtype=torch.float64)
-    for i in range(n_img):
-        dp = torch.zeros(k + 1, s_max + 1, dtype=torch.float64)  # dp[c, s]: #subsets of c tokens covering s
-        dp[0, 0] = 1.0
-        for t in range(n_tok):
-            v = int(q[i, t])
-            if v == 0:
-                dp[1:] = dp[1:] + dp[:-1]
-            else:
-                dp[1:, v:] = dp[1:, v:] + dp[:-1, : s_max + 1 - v]
-        prob = dp[k] / dp[k].sum()  # [S+1]
-        inter = torch.arange(s_max + 1, dtype=torch.float64) * (a / levels)
-        union = total[i] + k * a - inter
+    for start in range(0, n_img, chunk):
+        qc = q[start : start + chunk]  # [n, T]
+        prob = _subset_sum_distribution(qc, k_dp)  # [n, S+1]
+        sums = torch.arange(prob.shape[1], dtype=torch.float64) * (a / levels)  # [S+1] pixels
+        tot = (qc.sum(1, keepdim=True).double() * (a / levels))  # [n, 1] (quantised |G|)
+        inter = tot - sums[None] if complement else sums[None].expand(len(qc), -1)  # [n, S+1]
+        union = total[start : start + chunk, None] + k * a - inter
         jac = torch.where(union > 0, inter / union.clamp_min(1e-300), torch.zeros_like(union))
-        out[i] = (prob * jac).sum()
+        out[start : start + chunk] = (prob * jac).sum(1)
     return out
+
+
+def _subset_sum_distribution(q: torch.Tensor, k: int) -> torch.Tensor:
+    """q long [n, T] >= 0 -> float64 [n, S+1]: the distribution of sum_{t in K} q_t over the k-subsets K of the
+    T tokens drawn uniformly (S = the largest row sum). DP over tokens: dp[c, s] = #subsets of c of the tokens
+    so far with sum s; adding token t: dp[c+1, s+q_t] += dp[c, s]. numpy per row: the work is tiny, the
+    per-operation overhead of torch would dominate."""
+    import numpy as np
+
+    qn = q.numpy()
+    n, n_tok = qn.shape
+    s_max = int(qn.sum(1).max())
+    out = np.zeros((n, s_max + 1))
+    for i in range(n):
+        top = int(qn[i].sum())
+        dp = np.zeros((k + 1, top + 1))
+        dp[0, 0] = 1.0
+        for v in qn[i]:
+            v = int(v)
+            # numpy buffers overlapping operands, so the right-hand side is the old dp
+            dp[1:, v:] += dp[:-1, : top + 1 - v]
+        out[i, : top + 1] = dp[k] / dp[k].sum()
+    return torch.from_numpy(out)
 
 
 def centre_prior_map(grid: Sequence[int], sigma: float = 0.25) -> torch.Tensor:
@@ -225,31 +247,40 @@ def crossfit_best(values: torch.Tensor, half_a: torch.Tensor, half_b: torch.Tens
     return 0.5 * (float(b[:, head_a].nanmean()) + float(a[:, head_b].nanmean()))
 
 
-def _stat(values: Sequence[torch.Tensor], idx: torch.Tensor, head: str, split_seed: int) -> float:
-    """Mean over seeds of the statistic of each [N, heads] matrix on images ``idx`` (same images for all)."""
+def _stat(values: Sequence[torch.Tensor], idx: torch.Tensor, head: str, split_seed: int) -> torch.Tensor:
+    """Mean over seeds of the statistic of each [N, heads] matrix on the image sets ``idx`` [R, n] (the same
+    images for every seed): [R]. "mean": mean over images of the head mean; "best": split-half cross-fitted
+    best head, the halves being fixed positions (``split_halves(n, split_seed)``) of each resample."""
+    if head not in ("best", "mean"):
+        raise ValueError(f"head must be 'best' (cross-fitted) or 'mean', got {head!r}")
     out = []
     for v in values:
-        v = v[idx]
         if head == "mean":
-            out.append(float(v.nanmean(1).nanmean()))
-        elif head == "best":
-            a, b = split_halves(len(idx), split_seed)
-            out.append(crossfit_best(v, a, b))
-        else:
-            raise ValueError(f"head must be 'best' (cross-fitted) or 'mean', got {head!r}")
-    return sum(out) / len(out)
+            out.append(v.nanmean(1)[idx].nanmean(1))  # [R]
+            continue
+        pa, pb = split_halves(idx.shape[1], split_seed)
+        a, b = v[idx[:, pa]], v[idx[:, pb]]  # [R, n/2, heads]
+        mean_a, mean_b = a.nanmean(1), b.nanmean(1)  # [R, heads]
+        head_a = torch.nan_to_num(mean_a, nan=-math.inf).argmax(1, keepdim=True)  # chosen on A
+        head_b = torch.nan_to_num(mean_b, nan=-math.inf).argmax(1, keepdim=True)
+        out.append(0.5 * (mean_b.gather(1, head_a) + mean_a.gather(1, head_b))[:, 0])  # reported on the other
+    return torch.stack(out).mean(0)
 
 
-def bootstrap(stat: Callable[[torch.Tensor], float], n: int, n_boot: int = 1000, seed: int = 0,
+def bootstrap(stat: Callable[[torch.Tensor], torch.Tensor], n: int, n_boot: int = 1000, seed: int = 0,
               level: float = 0.95) -> tuple[float, float, float]:
-    """(estimate on all images, percentile CI low, high) of ``stat(image indices)`` over ``n_boot``
-    resamples of the n images with replacement (generator seeded with ``seed``)."""
-    est = stat(torch.arange(n))
+    """(estimate on all images, percentile CI low, high). ``stat(idx [R, n]) -> [R]`` evaluates R image sets at
+    once; the CI comes from ``n_boot`` resamples of the n images with replacement (generator seeded with
+    ``seed``)."""
+    est = float(stat(torch.arange(n)[None])[0])
     if n_boot <= 0 or n < 2:
         return est, math.nan, math.nan
     gen = torch.Generator().manual_seed(seed)
-    reps = torch.tensor([stat(torch.randint(0, n, (n,), generator=gen)) for _ in range(n_boot)],
-                        dtype=torch.float64)
+    reps = []
+    for start in range(0, n_boot, 250):  # bounded memory: [250, n, heads] per block
+        idx = torch.randint(0, n, (min(250, n_boot - start), n), generator=gen)
+        reps.append(stat(idx).double())
+    reps = torch.cat(reps)
     reps = reps[~reps.isnan()]
     lo, hi = torch.quantile(reps, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
     return est, lo, hi
