@@ -100,11 +100,18 @@ cam = camvid_things(camvid.CamVid(camvid.camvid_root(root), "val"), n_camvid_ima
 sets = {"Tiny-ImageNet boxes": (tin, None), f"boxes < {small_box_area:.0%}": (tin, small_keep),
         "CamVid things": (cam, None)}
 gts = {name: (s.gts if keep is None else s.gts[keep]) for name, (s, keep) in sets.items()}
-grid = (image_size // 8, image_size // 8)  # token grid of the /8 backbones (checked against the maps below)
-chance = {name: jaccard_chance(g, grid) for name, g in gts.items()}
+_chance = {}
+
+
+def chance_at(name, grid):
+    """Per-image chance Jaccard of data set ``name`` for a token grid (it depends only on the images and grid)."""
+    if (name, tuple(grid)) not in _chance:
+        _chance[name, tuple(grid)] = jaccard_chance(gts[name], grid)
+    return _chance[name, tuple(grid)]
+
+
 pd.DataFrame({"images": {n: len(g) for n, g in gts.items()},
-              "ground truth area (%)": {n: round(100 * g.float().mean().item(), 1) for n, g in gts.items()},
-              "chance Jaccard (uniform map)": {n: round(100 * c.mean().item(), 1) for n, c in chance.items()}})
+              "ground truth area (%)": {n: round(100 * g.float().mean().item(), 1) for n, g in gts.items()}})
 
 # %% [markdown]
 # ## Attention maps of every initialisation
@@ -113,7 +120,7 @@ pd.DataFrame({"images": {n: len(g) for n, g in gts.items()},
 # An initialisation whose checkpoint does not exist yet is skipped and named.
 
 # %%
-maps, missing = {}, []
+maps, missing, grids = {}, [], {}
 for backbone, seed in runs:
     for init in inits:
         try:
@@ -123,11 +130,11 @@ for backbone, seed in runs:
             continue
         maps[backbone, init, seed, "tin"] = capture_maps(model, tin.images, progress=False)
         maps[backbone, init, seed, "cam"] = capture_maps(model, cam.images, progress=False)
-        for key in ("tin", "cam"):
-            if maps[backbone, init, seed, key].shape[-2:] != grid:
-                raise ValueError(f"{backbone}: token grid {tuple(maps[backbone, init, seed, key].shape[-2:])} "
-                                 f"is not {grid}; set the chance grid per backbone")
+        grids[backbone] = tuple(maps[backbone, init, seed, "tin"].shape[-2:])  # token grid of the maps
 available = [i for i in inits if any(k[1] == i for k in maps)]
+if not available:
+    raise FileNotFoundError(f"no backbone of {inits} could be loaded: {missing}")
+grid = grids.get(main_backbone, next(iter(grids.values())))  # the references use the main backbone's grid
 if missing:
     display(pd.DataFrame(missing, columns=["backbone", "init", "seed", "why skipped"]))
 
@@ -175,15 +182,17 @@ COLUMNS = [("jaccard best", 1), ("jaccard mean", 1), ("auroc best", 3), ("mass_r
 scores, records, tables, controls = {}, [], {}, {}
 for name, g in gts.items():
     n = len(g)
-    rows = {("chance", "uniform map"): {"jaccard best": f"{100 * chance[name].mean().item():.1f}",
-                                        "jaccard mean": f"{100 * chance[name].mean().item():.1f}",
-                                        "auroc best": "0.500", "mass_ratio best": "1.00"}}
+    rows = {}
+    for gr in sorted(set(grids.values())):
+        c = f"{100 * chance_at(name, gr).mean().item():.1f}"
+        rows["chance", f"uniform map, {gr[0]}×{gr[1]} tokens"] = {
+            "jaccard best": c, "jaccard mean": c, "auroc best": "0.500", "mass_ratio best": "1.00"}
     controls[name] = {
         "centre prior": map_scores(centre_prior_map(grid).expand(n, 1, -1, -1), g, n_boot, boot_seed,
-                                   chance=chance[name]),
+                                   chance=chance_at(name, grid)),
         f"planted maps, SNR {planted_snr:g}": map_scores(
             planted_maps(g, planted_snr, torch.Generator().manual_seed(boot_seed), grid, heads=6), g, n_boot,
-            boot_seed, chance=chance[name]),
+            boot_seed, chance=chance_at(name, grid)),
     }
     for ref, sc in controls[name].items():
         r = sc.row()
@@ -193,7 +202,7 @@ for name, g in gts.items():
             m = set_maps(backbone, init, name)
             if not m:
                 continue
-            sc = map_scores(m, g, n_boot, boot_seed, chance=chance[name])
+            sc = map_scores(m, g, n_boot, boot_seed, chance=chance_at(name, grids[backbone]))
             scores[name, backbone, init] = sc
             r = sc.row()
             rows[backbone, f"{init} (n={sc.seeds})"] = {col: fmt(r[col], r[f"{col} low"], r[f"{col} high"], d)
@@ -206,7 +215,7 @@ results = pd.DataFrame(records)
 save_results(profile, "attention_scores", results.set_index(["ground truth", "backbone", "init"]))
 for name, table in tables.items():
     print(f"{name}: {len(gts[name])} images, ground truth covers {100 * gts[name].float().mean().item():.1f} % "
-          f"of the image; chance Jaccard {100 * chance[name].mean().item():.1f}")
+          f"of the image")
     display(table)
 
 # %% [markdown]
