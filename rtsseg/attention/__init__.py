@@ -10,3 +10,8 @@ __all__ += ["box_mask", "class_mask", "head_scores", "jaccard", "mass_in_mask", 
 from rtsseg.attention.supervision import box_attention_loss, box_token_mask, mask_attention_loss  # noqa: E402
 
 __all__ += ["box_attention_loss", "box_token_mask", "mask_attention_loss"]
+from rtsseg.attention.evaluate import (AttentionScores, attention_scores, jaccard_chance, map_scores,  # noqa: E402
+                                       paired_difference, planted_maps)
+
+__all__ += ["AttentionScores", "attention_scores", "jaccard_chance", "map_scores", "paired_difference",
+            "planted_maps"]
