@@ -53,6 +53,7 @@ n_camvid_images = 101  # CamVid val images (all 101)
 min_things_fraction = 0.01  # CamVid crops with fewer things pixels are left out (and counted)
 n_figure_images = 8
 planted_snr = 4.0  # SNR of the planted-map control row
+control_auroc = 0.75  # best-head AUROC the attention-supervised control must reach to count as clear (issue 9)
 n_boot = 1000  # bootstrap resamples of the images
 boot_seed = 0
 
@@ -262,16 +263,19 @@ def verdict() -> str:
     planted = [(n, controls[n][f"planted maps, SNR {planted_snr:g}"]) for n in low_chance]
     out.append("Planted maps (SNR {:g}) score a best-head AUROC of {} (chance 0.5).".format(
         planted_snr, ", ".join(f"{c.best_head_auroc:.2f} on {n}" for n, c in planted)))
-    ctrl = [(n, scores.get((n, main_backbone, "attention-supervised"))) for n in low_chance]
+    # the control is trained on Tiny-ImageNet train boxes: judged on the val boxes (CamVid is reported above)
+    ctrl = [(n, scores.get((n, main_backbone, "attention-supervised"))) for n in gts if n != "CamVid things"]
     seen = None
     if all(c is not None for _, c in ctrl):
         seen = all(c.ci["auroc best"][0] > 0.5 for _, c in ctrl)
+        clear = all(c.best_head_auroc >= control_auroc for _, c in ctrl)
         aucs = ", ".join(f"{c.best_head_auroc:.2f} [{c.ci['auroc best'][0]:.2f}, {c.ci['auroc best'][1]:.2f}] "
                          f"on {n}" for n, c in ctrl)
-        out.append(f"The attention-supervised {main_backbone} reaches {aucs}: the measurement "
-                   + ("detects attention trained to lie on the object." if seen else
-                      "does NOT clearly detect attention trained to lie on the object, so a null result below "
-                      "is uninformative."))
+        out.append(f"The attention-supervised {main_backbone} reaches a best-head AUROC of {aucs} (chance 0.5): "
+                   + (f"clearly above chance (>= {control_auroc}), so the measurement detects attention trained "
+                      "to lie on the object." if seen and clear else
+                      f"above chance but below the {control_auroc} a clear control needs." if seen else
+                      "NOT above chance, so a null result below is uninformative."))
     else:
         out.append("The attention-supervised control was not available in this run.")
     rnd = [(n, scores.get((n, main_backbone, "random"))) for n in low_chance]
