@@ -77,7 +77,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             knn_val_per_class=1, warmup_epochs=0.2, bt_epochs=1, bt_projector_dims=[256, 256, 256],
         ),
         "04_supervised_baseline": dict(_SMOKE_TRAIN),
-        "05_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4),
+        "05_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4, n_boot=100),
         "06_embeddings": dict(
             backbones=["vit_small64"], seeds=[0], train_per_class=4, val_per_class=2, tsne_classes=5
         ),
@@ -92,7 +92,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "02_pretrain_barlow_twins": {},
         "03_pretrain_dino": {},
         "04_supervised_baseline": {},
-        "05_attention_maps": dict(backbones=SMALL_BACKBONES, seeds=[0, 1], n_val_images=2000),
+        "05_attention_maps": {},
         "06_embeddings": {},
         # the probe's loss runs at the labels' 360x480: ~10 s per epoch over all 367 train images on 2 cores
         "07_segmentation": dict(
@@ -120,7 +120,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_supervised_baseline": dict(
             _GPU_TRAIN, epochs=100, batch_size=256, max_images_per_class=None, warmup_epochs=10.0
         ),
-        "05_attention_maps": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
+        "05_attention_maps": dict(
+            main_backbone="vit_s16", backbones=_GPU_TRAIN["backbones"], other_seeds=[0, 1, 2], image_size=224
+        ),
         "06_embeddings": dict(backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224),
         "07_segmentation": dict(
             dataset="cocostuff27", backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224,

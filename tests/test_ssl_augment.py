@@ -46,8 +46,13 @@ def test_default_parameters_are_the_official_ones():
     aug = BarlowTwinsAugment(64)
     assert aug.jitter == (0.4, 0.4, 0.2, 0.1) and aug.jitter_p == 0.8 and aug.grayscale_p == 0.2
     assert aug.blur_p == (1.0, 0.1) and aug.solarize_p == (0.0, 0.2) and aug.blur_sigma == (0.1, 2.0)
-    assert aug.scale == (0.08, 1.0) and aug.blur_kernel_size == 7
-    assert BarlowTwinsAugment(224).blur_kernel_size == 23
+    assert aug.scale == (0.08, 1.0)
+    # σ range given for 224 px, scaled to the image size; kernel radius ceil(3 σ_max) + 1
+    assert aug.applied_blur_sigma == pytest.approx((0.1 * 64 / 224, 2.0 * 64 / 224))
+    assert aug.blur_kernel_size == 7  # radius ceil(3 * 0.571) + 1 = 3
+    assert BarlowTwinsAugment(224).blur_kernel_size == 15
+    with pytest.raises(ValueError, match="below"):
+        BarlowTwinsAugment(224, blur_kernel_size=7)
 
 
 def test_generator_gives_determinism_and_differs_across_seeds():
@@ -123,7 +128,7 @@ def test_grayscale_probability_semantics():
 
 def test_blur_probability_per_view():
     x = _images(200, 16)
-    v1, v2 = _only(BarlowTwinsAugment(16), blur_p=(1.0, 0.1), blur_sigma=(1.0, 2.0))(x, generator=torch.Generator().manual_seed(2))
+    v1, v2 = _only(BarlowTwinsAugment(16), blur_p=(1.0, 0.1), blur_sigma=(1.0, 2.0), blur_sigma_size=None)(x, generator=torch.Generator().manual_seed(2))
     plain = x.float() / 255
     blurred1 = ~torch.isclose(v1, plain, atol=1e-4).flatten(1).all(1)
     blurred2 = ~torch.isclose(v2, plain, atol=1e-4).flatten(1).all(1)
@@ -135,3 +140,35 @@ def test_runs_on_float_input_and_keeps_device():
     x = torch.rand(4, 3, 20, 20)
     v1, v2 = BarlowTwinsAugment(16)(x, generator=torch.Generator().manual_seed(0))
     assert v1.device == x.device and v1.shape == (4, 3, 16, 16) and torch.isfinite(v2).all()
+
+
+def _impulse_sigma(aug: BarlowTwinsAugment, size: int) -> float:
+    """σ actually applied: the standard deviation (along x) of the blurred centred impulse."""
+    x = torch.zeros(1, 3, size, size)
+    x[:, :, size // 2, size // 2] = 1.0
+    y = aug.view(x, 1.0, 0.0, torch.Generator().manual_seed(0), normalize=False)[0, 0]  # [S, S]
+    p = y.sum(0) / y.sum()  # marginal over columns
+    pos = torch.arange(size, dtype=torch.float32) - size // 2
+    return float(((p * pos**2).sum() - (p * pos).sum() ** 2).sqrt())
+
+
+@pytest.mark.parametrize("image_size,sigma224", [(64, 2.0), (64, 1.0), (224, 2.0), (224, 1.0), (128, 2.0)])
+def test_applied_blur_sigma_equals_requested(image_size, sigma224):
+    """The fitted σ of a blurred impulse equals σ_224 * image_size / 224 (within 3 %: the truncation of the
+    discrete Gaussian at 3 σ + 1 tap lowers the variance slightly)."""
+    aug = _only(BarlowTwinsAugment(image_size), blur_p=(1.0, 1.0), blur_sigma=(sigma224, sigma224))
+    want = sigma224 * image_size / 224
+    assert aug.applied_blur_sigma[0] == pytest.approx(want)
+    assert _impulse_sigma(aug, image_size) == pytest.approx(want, rel=0.03)
+
+
+def test_old_seven_tap_kernel_would_shrink_sigma():
+    """The bug this scaling fixes: σ = 2 px with a 7-tap kernel applies only ~1.6 px."""
+    aug = _only(BarlowTwinsAugment(64), blur_p=(1.0, 1.0), blur_sigma=(2.0, 2.0), blur_sigma_size=None,
+                blur_kernel_size=15)
+    assert _impulse_sigma(aug, 64) == pytest.approx(2.0, rel=0.03)
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., 32, 32] = 1.0
+    p = gaussian_blur(x, torch.tensor([2.0]), 7)[0, 0].sum(0)
+    pos = torch.arange(64, dtype=torch.float32) - 32
+    assert float((p * pos**2).sum().sqrt()) < 1.7

@@ -116,14 +116,86 @@ def capture_attention(backbone: nn.Module, x: torch.Tensor, layer: str | int | N
     the ``query`` definitions; None -> "cls" for ViT, "received" otherwise).
     """
     rec = capture_attention_weights(backbone, x, layer)
+    return maps_from_record(backbone, rec, x.shape[0], query)
+
+
+def maps_from_record(backbone: nn.Module, rec: dict, batch: int, query: Query = None) -> torch.Tensor:
+    """A record of :func:`capture_attention_weights` (or :class:`AttentionRecorder`) -> maps [B, heads, h, w]."""
     family = getattr(backbone, "family", "")
     if query is None:
         query = "cls" if family == "vit" else "received"
     attn: torch.Tensor = rec["attn"]
     if family == "swin":
-        return swin_maps(attn, x.shape[0], rec["grid"], rec["window"], rec["shift"], query)
+        return swin_maps(attn, batch, rec["grid"], rec["window"], rec["shift"], query)
     prefix = rec.get("num_prefix_tokens", 0)
     return grid_maps(attn, rec["grid"], prefix, query)
+
+
+class AttentionRecorder:
+    """Differentiable capture for training with an attention loss (``rtsseg.attention.supervision``).
+
+    ``with AttentionRecorder(backbone, layer) as rec: out = backbone(x); loss = f(rec.maps)``: inside the
+    block the recorded module runs its unfused path (``fused_attn = False`` on that module only; every other
+    module keeps its fused kernel), a hook keeps its post-softmax attention *with* its graph (the input of
+    ``attn_drop``, i.e. before attention dropout), and ``rec.maps`` turns the last forward's attention into
+    maps [B, heads, h, w] (each summing to 1; ``query`` as in :func:`capture_attention`) that gradients flow
+    through. Works in train and eval mode; in eval mode the maps equal :func:`capture_attention`'s. Hooks
+    and the flag are restored on exit. Only the last forward inside the block is kept.
+    """
+
+    def __init__(self, backbone: nn.Module, layer: str | int | None = None, query: Query = None) -> None:
+        self.backbone = backbone
+        self.layer = resolve_layer(backbone, layer)
+        self.query = query
+        self.module = _module(backbone, self.layer)
+        self.record: dict[str, object] = {}
+        self._handles: list = []
+        self._old_fused: object = None
+
+    def __enter__(self) -> "AttentionRecorder":
+        family = getattr(self.backbone, "family", "")
+        parent = _module(self.backbone, self.layer.rsplit(".", 1)[0]) if family == "swin" else self.module
+        rec = self.record
+
+        def on_attn(_m: nn.Module, args: tuple, _out: object) -> None:
+            rec["attn"] = args[0]  # [B*, heads, N, N], keeps the graph
+
+        def on_parent(_m: nn.Module, args: tuple) -> None:
+            shape = tuple(args[0].shape)
+            rec["shape"] = shape
+            if family == "swin":  # block input [B, H, W, C]
+                rec.update(grid=(shape[1], shape[2]), window=tuple(parent.window_size),
+                           shift=tuple(parent.shift_size), batch=shape[0])
+            elif family == "botnet":  # MHSA input [B, C, H, W]
+                rec.update(grid=(shape[2], shape[3]), batch=shape[0])
+
+        def on_image(_m: nn.Module, args: tuple) -> None:  # ViT patch embedding input [B, 3, H, W]
+            rec.update(grid=self.backbone.grid_size(args[0]), batch=args[0].shape[0])
+
+        self._old_fused = getattr(self.module, "fused_attn", False)
+        self.module.fused_attn = False
+        self._handles = [self.module.attn_drop.register_forward_hook(on_attn),
+                         parent.register_forward_pre_hook(on_parent)]
+        if family == "vit":  # hooked on the patch embedding, so forward() and forward_features() both work
+            self._handles.append(self.backbone.model.patch_embed.register_forward_pre_hook(on_image))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.module.fused_attn = self._old_fused
+
+    @property
+    def maps(self) -> torch.Tensor:
+        """[B, heads, h, w] of the last forward, differentiable."""
+        if "attn" not in self.record:
+            raise RuntimeError(f"no attention recorded for {self.layer!r}: run backbone(x) inside the `with` block")
+        rec = dict(self.record)
+        if getattr(self.backbone, "family", "") == "vit":
+            h, w = rec["grid"]
+            rec["num_prefix_tokens"] = rec["shape"][1] - h * w  # ViT Attention input [B, prefix + h*w, C]
+        return maps_from_record(self.backbone, rec, rec["batch"], self.query)
 
 
 def _renormalise(maps: torch.Tensor) -> torch.Tensor:

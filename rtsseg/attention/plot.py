@@ -64,3 +64,63 @@ def plot_attention_heads(image: torch.Tensor, maps: torch.Tensor, masks: torch.T
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], gts: torch.Tensor | None = None,
+                        title: str | None = None, vmax: float | None = None, panel: float = 1.5,
+                        fontsize: float = 11) -> Figure:
+    """One figure comparing initialisations on the same images, on **one shared colour scale**.
+
+    images uint8 [C, 3, H, W] (the C columns, e.g. 8); maps {row name: [C, h, w]} (e.g. the head-mean map of
+    each initialisation, each summing to 1); gts optional bool [C, Hg, Wg] drawn as a contour. Row 0 shows
+    the images; every other row one initialisation's maps, nearest-upsampled to the image. Maps are shown as
+    attention relative to a uniform map (value × h·w: 1 = uniform, 4 = four times the uniform density), on
+    one colour scale from 0 to ``vmax`` (default: the 99th percentile over all panels) with one colour bar.
+    Fonts are ``fontsize`` pt (>= 10) at the figure's size.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError("images must be uint8 [C, 3, H, W]; use to_uint8_image(x, backbone.mean, backbone.std)")
+    if fontsize < 10:
+        raise ValueError(f"fontsize {fontsize} < 10 pt is unreadable in the book (issue 11)")
+    n_cols = images.shape[0]
+    size = images.shape[-2:]
+    rel = {}
+    for name, m in maps.items():
+        m = m.detach().float().cpu()
+        if m.dim() != 3 or m.shape[0] != n_cols:
+            raise ValueError(f"maps[{name!r}] must be [{n_cols}, h, w], got {tuple(m.shape)}")
+        m = m / m.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12) * m.shape[-2] * m.shape[-1]
+        rel[name] = upsample_maps(m, size).numpy()  # [C, H, W]
+    if vmax is None:
+        import numpy as np
+
+        vmax = float(np.percentile(np.concatenate([r.ravel() for r in rel.values()]), 99)) if rel else 1.0
+    rows = 1 + len(rel)
+    fig, axes = plt.subplots(rows, n_cols, figsize=(panel * n_cols + 1.2, panel * rows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    gt_up = None
+    if gts is not None:
+        gt_up = upsample_maps(gts.bool().cpu(), size).numpy()
+    im = None
+    for c in range(n_cols):
+        axes[0, c].imshow(images[c].permute(1, 2, 0).cpu().numpy())
+        if gt_up is not None:
+            axes[0, c].contour(gt_up[c].astype(float), levels=[0.5], colors="yellow", linewidths=1.2)
+        for r, (name, m) in enumerate(rel.items(), start=1):
+            im = axes[r, c].imshow(m[c], cmap="inferno", vmin=0.0, vmax=vmax, interpolation="nearest")
+            if gt_up is not None:
+                axes[r, c].contour(gt_up[c].astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+    axes[0, 0].set_ylabel("image", fontsize=fontsize)
+    for r, name in enumerate(rel, start=1):
+        axes[r, 0].set_ylabel(name, fontsize=fontsize)
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 1)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    if im is not None:
+        cax = fig.add_axes((0.91, 0.1, 0.015, 0.75))
+        bar = fig.colorbar(im, cax=cax)
+        bar.set_label("attention / uniform", fontsize=fontsize)
+        bar.ax.tick_params(labelsize=fontsize)
+    return fig

@@ -10,9 +10,13 @@ Deviations from the per-image PIL pipeline of facebookresearch/barlowtwins, by d
 - the four jitter operations are applied in a random order drawn **per batch and view** (torchvision
   draws one per image); the factors and the p = 0.8 decision are per sample; hue is shifted in HSV as
   torchvision does;
-- the blur is an exact Gaussian with an odd kernel of ~10 % of the output size (7 px at 64 px, 23 px at
-  224 px), reflect padding, renormalised; PIL's ``GaussianBlur(radius=σ)`` is a box-filter approximation.
-  At 64 px a 7-tap kernel truncates σ > ~1.2;
+- the blur is Lindeberg's discrete Gaussian (variance exactly σ², also below one pixel), reflect padding,
+  renormalised; PIL's ``GaussianBlur(radius=σ)`` is a
+  box-filter approximation. The σ range (0.1, 2.0) is the official one *for 224 px images*; it is scaled by
+  ``image_size / blur_sigma_size`` (default 224), so the blur removes the same share of the image's
+  frequencies at any size (2 px at 64 px would be 7 px at 224 px). The kernel radius is ``ceil(3 σ_max) + 1``
+  of the applied range (never truncating before 3 σ; the extra tap keeps sub-pixel σ exact to ~1 %): 7 taps
+  at 64 px, 15 at 224 px;
 - solarisation inverts values >= 128/255 (PIL's threshold 128 on uint8).
 
 All random numbers come from one CPU ``torch.Generator`` (per-sample parameters only, a few floats per
@@ -161,14 +165,39 @@ def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], dim=1)).clamp_(0, 1)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Separable Gaussian blur with one σ per sample. x [n, C, H, W], sigma [n] -> [n, C, H, W]."""
+def discrete_gaussian_kernel(sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Lindeberg's discrete Gaussian T(k; t) = exp(-t) I_k(t), t = σ², for k = -radius..radius, renormalised.
+
+    Unlike the sampled exp(-k²/2σ²), its variance is exactly σ² for every σ (before the truncation at
+    ``radius``), also below one pixel, where a sampled Gaussian is nearly the identity (σ = 0.29 px
+    sampled applies ~0.07 px). That matters once σ is scaled down to small images. sigma [n] -> float64
+    [n, 2 radius + 1]; I_k by its power series (t <= ~20 here, 60 terms are exact to float64).
+    """
+    t = sigma.double().clamp_min(1e-6).pow(2).view(-1, 1, 1)  # [n, 1, 1]
+    order = torch.arange(-radius, radius + 1, dtype=torch.float64).abs().view(1, -1, 1)  # [1, k, 1]
+    j = torch.arange(60, dtype=torch.float64).view(1, 1, -1)  # series index [1, 1, J]
+    log_terms = (2 * j + order) * torch.log(t / 2) - torch.lgamma(j + 1) - torch.lgamma(j + order + 1)
+    kernel = torch.exp(log_terms - t).sum(dim=2)  # [n, k] = exp(-t) I_|k|(t)
+    return kernel / kernel.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int, kernel: str = "sampled") -> torch.Tensor:
+    """Separable Gaussian blur with one σ per sample. x [n, C, H, W], sigma [n] -> [n, C, H, W].
+
+    kernel "sampled": exp(-k²/2σ²) renormalised (torchvision's); "discrete": :func:`discrete_gaussian_kernel`
+    (exact variance σ², used by :class:`BarlowTwinsAugment`).
+    """
     n, c, height, width = x.shape
     radius = kernel_size // 2
-    pos = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)  # [k]
-    sigma = sigma.to(device=x.device, dtype=x.dtype).view(-1, 1)
-    kernel = torch.exp(-0.5 * (pos / sigma) ** 2)  # [n, k]
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [n*C, k]
+    if kernel == "discrete":
+        weights = discrete_gaussian_kernel(sigma, radius).to(device=x.device, dtype=x.dtype)  # [n, k]
+    elif kernel == "sampled":
+        pos = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)  # [k]
+        weights = torch.exp(-0.5 * (pos / sigma.to(device=x.device, dtype=x.dtype).view(-1, 1)) ** 2)  # [n, k]
+        weights = weights / weights.sum(dim=1, keepdim=True)
+    else:
+        raise ValueError(f"kernel must be 'sampled' or 'discrete', got {kernel!r}")
+    kernel = weights.repeat_interleave(c, dim=0)  # [n*C, k]
     y = x.reshape(1, n * c, height, width)
     y = F.pad(y, (radius, radius, 0, 0), mode="reflect")
     y = F.conv2d(y, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
@@ -188,7 +217,8 @@ class BarlowTwinsAugment:
     """``aug(x uint8|float [B, 3, H, W]) -> (view1, view2)``, each float32 [B, 3, S, S] normalised.
 
     uint8 inputs are scaled by 1/255, float inputs must already be in [0, 1]. ``blur_p``,
-    ``solarize_p`` are (view 1, view 2) pairs. ``generator`` (CPU) makes the draws reproducible; a
+    ``solarize_p`` are (view 1, view 2) pairs. ``blur_sigma`` is the σ range for ``blur_sigma_size`` px images
+    (None: for ``image_size``); ``applied_blur_sigma`` is the range in pixels of the output views. ``generator`` (CPU) makes the draws reproducible; a
     ``generator`` passed to ``__call__`` overrides it for that call.
     """
 
@@ -206,6 +236,7 @@ class BarlowTwinsAugment:
         blur_p: tuple[float, float] = (1.0, 0.1),
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         blur_kernel_size: int | None = None,
+        blur_sigma_size: int | None = 224,
         solarize_p: tuple[float, float] = (0.0, 0.2),
         generator: torch.Generator | None = None,
     ) -> None:
@@ -216,9 +247,18 @@ class BarlowTwinsAugment:
         self.scale, self.ratio, self.flip_p = scale, ratio, flip_p
         self.jitter, self.jitter_p, self.grayscale_p = jitter, jitter_p, grayscale_p
         self.blur_p, self.blur_sigma, self.solarize_p = blur_p, blur_sigma, solarize_p
-        k = blur_kernel_size or max(3, int(0.1 * image_size) // 2 * 2 + 1)
+        # σ range as applied at this image size: blur_sigma refers to blur_sigma_size px (None: to image_size)
+        factor = 1.0 if blur_sigma_size is None else self.image_size / float(blur_sigma_size)
+        self.applied_blur_sigma = (blur_sigma[0] * factor, blur_sigma[1] * factor)
+        # radius ceil(3 σ_max) + 1: at least 3 σ, and one more tap so sub-pixel σ keep their tails
+        need = 2 * (math.ceil(3 * self.applied_blur_sigma[1]) + 1) + 1
+        k = blur_kernel_size or max(3, need)
         if k % 2 == 0:
             raise ValueError(f"blur_kernel_size must be odd, got {k}")
+        if k < need:
+            raise ValueError(f"blur_kernel_size {k} is below 2 (ceil(3 σ_max) + 1) + 1 (σ_max "
+                             f"{self.applied_blur_sigma[1]:.2f} px at {self.image_size} px needs >= {need}); "
+                             "pass a larger odd blur_kernel_size or None")
         self.blur_kernel_size = k
         self.generator = generator
 
@@ -245,12 +285,13 @@ class BarlowTwinsAugment:
         if gray.any():
             y = torch.where(gray.to(dev).view(-1, 1, 1, 1), to_grayscale(y).expand(-1, 3, -1, -1), y)
         blur = _bernoulli(b, blur_p, g)
-        sigma = _uniform(b, *self.blur_sigma, g)
+        sigma = _uniform(b, *self.applied_blur_sigma, g)
         if blur.all():
-            y = gaussian_blur(y, sigma, self.blur_kernel_size)
+            y = gaussian_blur(y, sigma, self.blur_kernel_size, kernel="discrete")
         elif blur.any():
             idx = blur.nonzero().squeeze(1)
-            y[idx.to(dev)] = gaussian_blur(y[idx.to(dev)], sigma[idx], self.blur_kernel_size)
+            y[idx.to(dev)] = gaussian_blur(y[idx.to(dev)], sigma[idx], self.blur_kernel_size,
+                                           kernel="discrete")
         sol = _bernoulli(b, solarize_p, g)
         if sol.any():
             y = torch.where(sol.to(dev).view(-1, 1, 1, 1), solarize(y), y)
