@@ -43,7 +43,7 @@ def _pack(args: argparse.Namespace) -> int:
     from rtsseg.data.pack import pack_all
 
     for name, path in pack_all(args.data_root, args.dest, args.train_per_class, args.val_per_class,
-                               args.camvid_downsample).items():
+                               args.camvid_downsample, camvid_max_images=args.camvid_max_images).items():
         size = f"{path.stat().st_size / 2**20:.1f} MiB" if path.is_file() else "folder"
         print(f"[rtsseg] {name} -> {path} ({size})")
     return 0
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the notebooks of a profile with papermill, then build the book")
-    run.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    run.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu-short", "gpu"])
     run.add_argument("--step", action="append", default=[], help="run only this step (name or number); repeatable")
     run.add_argument("-p", "--param", action="append", default=[], help="override a notebook parameter: key=value")
     run.add_argument("--force", action="store_true", help="rerun steps even if unchanged")
@@ -68,11 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     book = sub.add_parser("book", help="build the HTML book from the executed notebooks of a profile")
-    book.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    book.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu-short", "gpu"])
     book.set_defaults(func=_book)
 
     steps = sub.add_parser("steps", help="list the steps and their parameters")
-    steps.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    steps.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu-short", "gpu"])
     steps.set_defaults(func=_steps)
 
     dl = sub.add_parser("download", help="download a data set with its official URLs (needs internet)")
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--train-per-class", type=int, default=None, help="Tiny-ImageNet train images per class")
     pk.add_argument("--val-per-class", type=int, default=None, help="Tiny-ImageNet val images per class")
     pk.add_argument("--camvid-downsample", type=int, default=2, help="CamVid integer downsampling (2: 240x180)")
+    pk.add_argument("--camvid-max-images", type=int, default=None, help="first n images of each CamVid split")
     pk.set_defaults(func=_pack)
 
     sub.add_parser("pretrain", help="Barlow Twins pretraining (torchrun-compatible); see `rtsseg pretrain --help`",

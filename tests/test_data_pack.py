@@ -76,6 +76,8 @@ def test_camvid_pack_is_the_folder_downsampled(packed):
         means = image.float().reshape(3, 3, 2, 4, 2).mean(dim=(2, 4))
         assert (small.float() - means).abs().mean() < 40
     assert pack.pairs[0][0].name == folder.pairs[0][0].name
+    # callers that join the folder name themselves (rtsseg.seg.data: root / "camvid") find the pack beside it
+    assert len(CamVid(dest / "camvid", "val")) == 2 and len(TinyImageNet(dest / "tiny-imagenet-200", "val")) == 6
 
 
 def test_corrupt_and_truncated_packs_fail_with_one_line(packed, tmp_path):

@@ -20,7 +20,7 @@ def _build(name: str, **kwargs) -> Backbone:
 
 def test_names() -> None:
     assert set(list_backbones()) == {"resnet50", "botnet50", "swin_t", "swin_s", "swin_b", "vit_s16", "vit_s8",
-                                     *SMALL}
+                                     "vit_s8_64", *SMALL}
     assert set(list_backbones("cpu")) == set(SMALL)
     with pytest.raises(KeyError, match="unknown backbone"):
         build_backbone("vit_huge")
@@ -180,3 +180,11 @@ def test_dynamic_swin_equals_fixed_size_swin_at_its_size() -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(dynamic(x), fixed(x), atol=1e-6)
+
+
+def test_vit_s8_64_is_built_for_64_px() -> None:
+    """Pretraining builds it without kwargs; the analysis chapters with img_size=64: the state dicts agree."""
+    a, b = _build("vit_s8_64"), _build("vit_s8_64", img_size=64)
+    assert a.model.pos_embed.shape == (1, 65, 384) and a.patch_size == 8
+    b.load_state_dict(a.state_dict())
+    assert a.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, 384, 8, 8)

@@ -98,7 +98,7 @@ class CamVid(Dataset):
         self.split = split
         self.transform = transform
         self.pack = None
-        pack = find_pack(self.root, CAMVID_PACK, "train")
+        pack = find_pack(self.root, CAMVID_PACK, "train", "camvid")
         if pack is not None:
             self.root, self.pack = pack, CamVidPack(pack, split)
             self.pairs = [(pack / split / a, pack / f"{split}annot" / b) for a, b in self.pack.names]

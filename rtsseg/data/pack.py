@@ -131,14 +131,20 @@ def read_pack(path: str | os.PathLike, dataset: str | None = None, verify: bool 
     return meta, arrays
 
 
-def find_pack(root: str | os.PathLike, name: str, folder_marker: str) -> Path | None:
-    """``root`` itself if it is a file, ``root/name`` if ``root`` is a folder holding the pack and not
-    ``folder_marker`` (the folder layout wins when both exist), else None."""
+def find_pack(root: str | os.PathLike, name: str, folder_marker: str, folder_name: str) -> Path | None:
+    """Where a loader given ``root`` should read a pack, or None for the folder layout:
+
+    ``root`` itself if it is a file; ``root/name`` if ``root`` is a folder holding the pack and not
+    ``folder_marker`` (the folder layout wins when both exist); ``root.parent/name`` if ``root`` is the
+    absent ``<data root>/<folder_name>`` beside the pack (callers that join the folder name themselves).
+    """
     root = Path(root)
     if root.is_file():
         return root
-    if root.is_dir() and not (root / folder_marker).exists() and (root / name).is_file():
-        return root / name
+    if root.is_dir():
+        return root / name if not (root / folder_marker).exists() and (root / name).is_file() else None
+    if root.name == folder_name and (root.parent / name).is_file():
+        return root.parent / name
     return None
 
 
@@ -272,9 +278,10 @@ class CamVidPack:
 
 
 def pack_camvid(root: str | os.PathLike, dest: str | os.PathLike, downsample: int = 2, quality: int = 90,
-                splits: tuple[str, ...] = ("train", "val")) -> Path:
+                splits: tuple[str, ...] = ("train", "val"), max_images: int | None = None) -> Path:
     """Pack a ``camvid`` folder downsampled by ``downsample``: images area-averaged and re-encoded as JPEG
-    of ``quality``, labels nearest-neighbour (every ``downsample``-th pixel) as PNG of raw ids."""
+    of ``quality``, labels nearest-neighbour (every ``downsample``-th pixel) as PNG of raw ids.
+    ``max_images`` keeps the first n of each split (smoke runs)."""
     from rtsseg.data.camvid import CamVid
 
     if downsample < 1:
@@ -283,6 +290,7 @@ def pack_camvid(root: str | os.PathLike, dest: str | os.PathLike, downsample: in
     arrays = {}
     for split in splits:
         ds = CamVid(root, split)
+        ds.pairs = ds.pairs[:max_images]
         jpegs, pngs = [], []
         for i in range(len(ds)):
             image, mask = ds[i]  # [3,H,W] uint8, [H,W] int64 train ids (void -> 255)
@@ -296,7 +304,7 @@ def pack_camvid(root: str | os.PathLike, dest: str | os.PathLike, downsample: in
             pil.save(buf, "JPEG", quality=quality)
             jpegs.append(buf.getvalue())
             buf = io.BytesIO()
-            Image.fromarray(np.ascontiguousarray(raw), mode="L").save(buf, "PNG", optimize=True)
+            Image.fromarray(np.ascontiguousarray(raw), mode="L").save(buf, "PNG", compress_level=9)
             pngs.append(buf.getvalue())
         arrays[f"{split}/jpeg"], arrays[f"{split}/jpeg_offsets"] = _concat(jpegs)
         arrays[f"{split}/png"], arrays[f"{split}/png_offsets"] = _concat(pngs)
@@ -307,7 +315,8 @@ def pack_camvid(root: str | os.PathLike, dest: str | os.PathLike, downsample: in
 # ---- all of a profile's data ---------------------------------------------------------------------------
 
 def pack_all(data_root: str | os.PathLike | None, dest: str | os.PathLike, train_per_class: int | None = None,
-             val_per_class: int | None = None, camvid_downsample: int = 2, camvid_quality: int = 90) -> dict[str, Path]:
+             val_per_class: int | None = None, camvid_downsample: int = 2, camvid_quality: int = 90,
+             camvid_max_images: int | None = None) -> dict[str, Path]:
     """Write ``dest/tinyimagenet.pack``, ``dest/camvid.pack`` and copy the COCO-Stuff curated id lists
     (``dest/cocostuff/curated``, a few KB) so that ``dest`` serves as a data root."""
     from rtsseg import config
@@ -317,7 +326,8 @@ def pack_all(data_root: str | os.PathLike | None, dest: str | os.PathLike, train
     out = {
         "tinyimagenet": pack_tinyimagenet(src / "tiny-imagenet-200", dest / TINYIMAGENET_PACK,
                                           train_per_class, val_per_class),
-        "camvid": pack_camvid(src / "camvid", dest / CAMVID_PACK, camvid_downsample, camvid_quality),
+        "camvid": pack_camvid(src / "camvid", dest / CAMVID_PACK, camvid_downsample, camvid_quality,
+                              max_images=camvid_max_images),
     }
     curated = src / "cocostuff" / "curated"
     if curated.is_dir():

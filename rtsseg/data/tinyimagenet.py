@@ -129,7 +129,7 @@ class TinyImageNet(Dataset):
         self.max_per_class = max_per_class
         self.transform = transform
         self.pack = None
-        pack = find_pack(self.root, TINYIMAGENET_PACK, "wnids.txt")
+        pack = find_pack(self.root, TINYIMAGENET_PACK, "wnids.txt", "tiny-imagenet-200")
         if pack is not None:
             self.root = pack
             self.pack = TinyImageNetPack(pack, split, max_per_class)

@@ -1,0 +1,77 @@
+"""scripts/gpu_run.sh --dry-run: the GPU script end to end on CPU at smoke scale (packs, papermill, shipping)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from rtsseg.config import REPO_ROOT
+from rtsseg.pipeline import declared_parameters, read_notebook, validate_parameters
+from rtsseg.profiles import PROFILES, STEPS
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import gpu_run  # noqa: E402
+
+
+def test_gpu_short_parameters_fit_the_notebooks():
+    """Every gpu-short parameter is declared by its notebook with the default's type (03: once DINO lands)."""
+    assert set(PROFILES["gpu-short"]) == {s.name for s in STEPS}
+    placeholder = []
+    for step in STEPS:
+        declared = declared_parameters(read_notebook(step), step.source)
+        params = {"profile": "gpu-short", **PROFILES["gpu-short"][step.name]}
+        if step.name == "03_pretrain_dino" and set(declared) == {"profile"}:
+            placeholder.append(step.name)  # checked once the DINO notebook lands
+            continue
+        validate_parameters(step.source, declared, params)
+    if placeholder:
+        pytest.skip(f"{placeholder}: placeholder notebook without parameters; the other steps fit")
+
+
+def test_run_capped_kills_the_whole_process_group():
+    t0 = time.time()
+    rc, wall, timed_out = gpu_run.run_capped(["bash", "-c", "sleep 60 & sleep 60; wait"], 1)
+    assert timed_out and rc == 124 and wall < 30 and time.time() - t0 < 30
+
+
+def test_dry_run_ships_notebooks_and_timings(tmp_path):
+    """The smoke profile's first two steps through the real script: packs, kernel, papermill, $OUT."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "RTSSEG_RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_run.sh"), "--dry-run", "--steps", "01", "02",
+                           "--bench-s", "0"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    timings = json.loads((out / "timings.json").read_text())
+    assert [t["status"] for t in timings["steps"].values()] == ["ok", "ok"]
+    assert timings["env"]["data_root"].endswith("dry-run-packs") and "torch" in timings["env"]
+    with tarfile.open(out / "notebooks.tar.gz") as tar:
+        names = tar.getnames()
+    assert "book/smoke/01_data.ipynb" in names and "book/smoke/02_pretrain_barlow_twins.ipynb" in names
+    assert "data root:" in (out / "log.txt").read_text() or "gpu_run: set-up took" in (out / "log.txt").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["env.json", "log.txt", "notebooks.tar.gz", "timings.json"]
+
+
+def test_cpu_book_shows_the_gpu_edition_once_executed(tmp_path, monkeypatch):
+    import yaml
+
+    import rtsseg.pipeline as pipeline
+
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
+    assert pipeline.toc_for("cpu") == REPO_ROOT / "_toc.yml" or (REPO_ROOT / "book" / "gpu-short").is_dir()
+    fake = tmp_path / "nb.ipynb"
+    fake.write_text("{}")
+    monkeypatch.setattr(pipeline, "executed_notebook", lambda profile, name: fake)
+    toc = yaml.safe_load(pipeline.toc_for("cpu").read_text())
+    captions = [part["caption"] for part in toc["parts"]]
+    assert captions[1].startswith("GPU edition") and captions[-1] == "Project"
+    files = [c["file"] for c in toc["parts"][1]["chapters"]]
+    assert files == [f"book/gpu-short/{s.name}" for s in STEPS]
+    assert [c["file"] for c in toc["parts"][0]["chapters"]] == [f"book/cpu/{s.name}" for s in STEPS]
