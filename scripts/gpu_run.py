@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="gpu-short", choices=sorted(PROFILES))
     p.add_argument("--steps", nargs="+", default=None, help="steps to run (names or numbers; default: all)")
     p.add_argument("--budget-s", type=float, default=540, help="wall-clock budget of this whole run, seconds")
-    p.add_argument("--bench-s", type=float, default=90, help="cap of bench_mfu.py (0: skip), kept back from the steps")
-    p.add_argument("--bench-args", default="--suite gpu --device cuda",
+    p.add_argument("--bench-s", type=float, default=120, help="cap of bench_mfu.py (0: skip), kept back from the steps")
+    p.add_argument("--bench-args", default="--suite gpu --device cuda --no-reference",
                    help="arguments of benchmarks/bench_mfu.py (its JSON goes to $OUT/bench_mfu.json)")
     p.add_argument("--set", action="append", default=[], help="per-step override STEP:key=value (repeatable)")
     p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "runs" / "gpu-out"))
@@ -192,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if reserve:
         cap = max(0.0, deadline - time.time()) if not args.dry_run else args.bench_s
-        cmd = [sys.executable, str(bench), *args.bench_args.split(), "--json", str(out / "bench_mfu.json")]
+        source = bench.read_text()
+        known = [t for t in args.bench_args.split() if not t.startswith("--") or f'"{t}"' in source]
+        if len(known) != len(args.bench_args.split()):
+            log(f"bench: options unknown to {bench.name} dropped: {set(args.bench_args.split()) - set(known)}")
+        cmd = [sys.executable, str(bench), *known, "--json", str(out / "bench_mfu.json")]
         log(f"bench: start (cap {cap:.0f} s) {' '.join(cmd[1:])}")
         rc, wall, timed_out = run_capped(cmd, cap) if cap >= 5 else (None, 0.0, False)
         timings["bench"] = {"status": "ok" if rc == 0 else ("timed out" if timed_out else f"failed (rc {rc})"),

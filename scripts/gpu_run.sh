@@ -18,7 +18,8 @@ for a in "$@"; do [ "$a" = "--dry-run" ] && DRY=1; done
 export OUT=${OUT:-$REPO/runs/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg TQDM_MININTERVAL=10 PIP_DISABLE_PIP_VERSION_CHECK=1
+unset MPLBACKEND  # the kernel then shows figures inline (ipykernel sets matplotlib_inline)
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=10 PIP_DISABLE_PIP_VERSION_CHECK=1
 T0=$(date +%s)
 
 if [ "$DRY" = 0 ]; then

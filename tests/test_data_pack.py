@@ -18,9 +18,10 @@ from rtsseg.data.pack import PackError, pack_camvid, pack_tinyimagenet, read_pac
 from rtsseg.data.tinyimagenet import TinyImageNet, load_tensors, tinyimagenet_root
 
 
-@pytest.fixture
-def packed(tmp_path):
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
     """A data root with the folders and a second root with only the packs (via `rtsseg pack`)."""
+    tmp_path = tmp_path_factory.mktemp("packed")
     src = tmp_path / "src"
     make_tiny_imagenet(src / "tiny-imagenet-200", per_class=4, val_per_class=3)
     make_camvid(src / "camvid")

@@ -45,7 +45,7 @@ def test_dry_run_ships_notebooks_and_timings(tmp_path):
     """The smoke profile's first two steps through the real script: packs, kernel, papermill, $OUT."""
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "RTSSEG_RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable,
-           "OMP_NUM_THREADS": "2"}
+           "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}
     proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_run.sh"), "--dry-run", "--steps", "01", "02",
                            "--bench-s", "0"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -55,6 +55,10 @@ def test_dry_run_ships_notebooks_and_timings(tmp_path):
     with tarfile.open(out / "notebooks.tar.gz") as tar:
         names = tar.getnames()
     assert "book/smoke/01_data.ipynb" in names and "book/smoke/02_pretrain_barlow_twins.ipynb" in names
+    with tarfile.open(out / "notebooks.tar.gz") as tar:
+        nb = json.load(tar.extractfile("book/smoke/01_data.ipynb"))
+    figures = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert figures, "figures must render inline (MPLBACKEND must not be forced to Agg)"
     assert "data root:" in (out / "log.txt").read_text() or "gpu_run: set-up took" in (out / "log.txt").read_text()
     assert sorted(p.name for p in out.iterdir()) == ["env.json", "log.txt", "notebooks.tar.gz", "timings.json"]
 
