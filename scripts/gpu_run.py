@@ -18,6 +18,7 @@ machine returns at most 8 files); ``notebooks.tar.gz`` larger than 15 MiB is spl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -62,25 +63,47 @@ def environment(dry_run: bool) -> dict:
     return env
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first: the notebook kernel runs in a session of its
+    own (jupyter_client starts it so), so killing the step's process group alone would leave it on the GPU."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def run_capped(cmd: list[str], cap_s: float) -> tuple[int, float, bool]:
-    """Run ``cmd`` in its own process group (the notebook kernel is a grandchild); on timeout SIGTERM the
-    group, then SIGKILL after 15 s. Returns (return code, wall seconds, timed out)."""
+    """Run ``cmd`` in its own process group; on timeout SIGTERM it and every descendant (the kernel too),
+    then SIGKILL what is left after 15 s. Returns (return code, wall seconds, timed out)."""
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
     try:
         rc = proc.wait(timeout=max(cap_s, 1))
         return rc, time.time() - t0, False
     except subprocess.TimeoutExpired:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
+        victims = descendants(proc.pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
             try:
-                proc.wait(timeout=wait)
-                break
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                continue
+                pass
+            victims = [pid for pid in victims if Path(f"/proc/{pid}").exists()]
+            if proc.poll() is not None and not victims:
+                break
         return 124, time.time() - t0, True
 
 
