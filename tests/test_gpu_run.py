@@ -10,29 +10,17 @@ import tarfile
 import time
 from pathlib import Path
 
-import pytest
-
 from rtsseg.config import REPO_ROOT
-from rtsseg.pipeline import declared_parameters, read_notebook, validate_parameters
 from rtsseg.profiles import PROFILES, STEPS
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import gpu_run  # noqa: E402
 
 
-def test_gpu_short_parameters_fit_the_notebooks():
-    """Every gpu-short parameter is declared by its notebook with the default's type (03: once DINO lands)."""
+def test_gpu_short_covers_every_step():
+    """Its parameters are checked against the notebooks by test_pipeline (every profile)."""
     assert set(PROFILES["gpu-short"]) == {s.name for s in STEPS}
-    placeholder = []
-    for step in STEPS:
-        declared = declared_parameters(read_notebook(step), step.source)
-        params = {"profile": "gpu-short", **PROFILES["gpu-short"][step.name]}
-        if step.name == "03_pretrain_dino" and set(declared) == {"profile"}:
-            placeholder.append(step.name)  # checked once the DINO notebook lands
-            continue
-        validate_parameters(step.source, declared, params)
-    if placeholder:
-        pytest.skip(f"{placeholder}: placeholder notebook without parameters; the other steps fit")
+    assert PROFILES["gpu-short"]["02_pretrain_barlow_twins"]["epochs"] >= 100  # the issue's floor for the main run
 
 
 def test_run_capped_kills_the_step_and_its_kernel(tmp_path):
