@@ -81,13 +81,14 @@ _GPU_TRAIN = dict(
 #   epoch    = 20,000 pairs ~ 350 TFLOP; batch 512 -> 39 steps of ~9 TFLOP
 # An H100 does ~800 bf16 TFLOP/s on large matrix products; a 384-wide, 65-token ViT without torch.compile
 # reaches perhaps 20-30 % of it (~160-240 TFLOP/s): ~40-55 ms per step, ~1.5-2.2 s per epoch, plus ~0.5 s
-# per epoch of monitoring (k-NN on 40+20 images per class ~ 35 TFLOP, the monitor batch, one checkpoint).
+# per epoch of monitoring (k-NN on 25+25 images per class ~ 30 TFLOP, the monitor batch, a ~340 MB checkpoint).
 #   02 Barlow Twins, 100 epochs        ~ 35 PFLOP  ~ 2.5-3.5 min
 #   03 DINO at equal FLOPs             ~ 35 PFLOP  ~ 2.5-3.5 min  (2 global 64 px + 4 local 32 px crops: student
 #      6 crops fwd+bwd ~ 26 GFLOP + teacher 2 globals ~ 6 GFLOP ~ 32 GFLOP per image -> ~55 epochs)
 #   04 supervised, 100 epochs (1 view) ~ 17 PFLOP  ~ 1.3-1.8 min
 #   05-07 inference, frozen-feature probes, figures; 01/08 tables ~ 1.5 min with kernel start-ups
-# Total ~ 8-10 min for ONE seed: the profile has one seed (3 seeds do not fit). Swin and BoTNet small at 64 px
+# Total ~ 6-7 min without DINO, ~ 9-10 min with it, for ONE seed: the profile has one seed (3 seeds would
+# triple 02-04, which do not fit; the seed spread of the cpu edition is the only one the book has). Swin and BoTNet small at 64 px
 # are overhead-bound on a GPU (~30 ms per step whatever their FLOPs, ~1.5 s per epoch): at 100 epochs they
 # would add ~5 min each in 02 + 04, so they stay out until notebooks 02/04 take per-backbone epochs
 # (GPU_SHORT_SMALL_BACKBONES below is ready for that). The CamVid pack is at half resolution (240x180): the
@@ -135,7 +136,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     "gpu-short": {
         "01_data": {},
         "02_pretrain_barlow_twins": dict(
-            _GPU_SHORT_TRAIN, projector_dims=[2048, 2048, 2048], knn_train_per_class=40, knn_val_per_class=20
+            _GPU_SHORT_TRAIN, projector_dims=[2048, 2048, 2048], knn_train_per_class=25, knn_val_per_class=25
         ),
         "03_pretrain_dino": {},  # GPU_SHORT_DINO once notebook 03 takes these parameters
         "04_supervised_baseline": dict(_GPU_SHORT_TRAIN),

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 #: Seconds each step may take at most in gpu-short (the overall deadline cuts in first when it comes sooner).
 STEP_CAPS_S = {
-    "01_data": 60, "02_pretrain_barlow_twins": 240, "03_pretrain_dino": 240, "04_supervised_baseline": 150,
+    "01_data": 60, "02_pretrain_barlow_twins": 300, "03_pretrain_dino": 240, "04_supervised_baseline": 150,
     "05_attention_maps": 90, "06_embeddings": 90, "07_segmentation": 120, "08_findings": 60,
 }
 MAX_TAR_BYTES = 15 * 2**20
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="gpu-short", choices=sorted(PROFILES))
     p.add_argument("--steps", nargs="+", default=None, help="steps to run (names or numbers; default: all)")
     p.add_argument("--budget-s", type=float, default=540, help="wall-clock budget of this whole run, seconds")
-    p.add_argument("--bench-s", type=float, default=120, help="cap of bench_mfu.py (0: skip), kept back from the steps")
+    p.add_argument("--bench-s", type=float, default=90, help="cap of bench_mfu.py (0: skip), kept back from the steps")
     p.add_argument("--bench-args", default="--suite gpu --device cuda --no-reference",
                    help="arguments of benchmarks/bench_mfu.py (its JSON goes to $OUT/bench_mfu.json)")
     p.add_argument("--set", action="append", default=[], help="per-step override STEP:key=value (repeatable)")
