@@ -83,23 +83,26 @@ _GPU_TRAIN = dict(
 # reaches perhaps 20-30 % of it (~160-240 TFLOP/s): ~40-55 ms per step, ~1.5-2.2 s per epoch, plus ~0.5 s
 # per epoch of monitoring (k-NN on 25+25 images per class ~ 30 TFLOP, the monitor batch, a ~340 MB checkpoint).
 #   02 Barlow Twins, 100 epochs        ~ 35 PFLOP  ~ 2.5-3.5 min
-#   03 DINO at equal FLOPs             ~ 35 PFLOP  ~ 2.5-3.5 min  (2 global 64 px + 4 local 32 px crops: student
-#      6 crops fwd+bwd ~ 26 GFLOP + teacher 2 globals ~ 6 GFLOP ~ 32 GFLOP per image -> ~55 epochs)
+#   03 DINO at equal FLOPs             ~ 35 PFLOP  ~ 2.5-3.5 min  (DinoConfig defaults: 2 global 64 px + 6 local
+#      32 px crops: student fwd 2 x 2.9 + 6 x 0.75 GFLOP, x3 with bwd ~ 31 + teacher 2 globals ~ 6 ~ 37 GFLOP per
+#      image -> ~47 epochs)
 #   04 supervised, 100 epochs (1 view) ~ 17 PFLOP  ~ 1.3-1.8 min
 #   05-07 inference, frozen-feature probes, figures; 01/08 tables ~ 1.5 min with kernel start-ups
 # Total ~ 6-7 min without DINO, ~ 9-10 min with it, for ONE seed: the profile has one seed (3 seeds would
-# triple 02-04, which do not fit; the seed spread of the cpu edition is the only one the book has). Swin and BoTNet small at 64 px
-# are overhead-bound on a GPU (~30 ms per step whatever their FLOPs, ~1.5 s per epoch): at 100 epochs they
-# would add ~5 min each in 02 + 04, so they stay out until notebooks 02/04 take per-backbone epochs
-# (GPU_SHORT_SMALL_BACKBONES below is ready for that). The CamVid pack is at half resolution (240x180): the
-# probe's input is 176x240 (a multiple of the patch size) and its mIoU is scored on 240x180 labels.
+# triple 02-04, which do not fit; the seed spread of the cpu edition is the only one the book has).
+# Swin and BoTNet small at 64 px are overhead-bound on a GPU (~30 ms per step whatever their FLOPs, ~1.5 s per
+# epoch): at 100 epochs they would add ~5 min each in 02 + 04, so they stay out until notebooks 02/04 take
+# per-backbone epochs (GPU_SHORT_SMALL_BACKBONES below is ready for that). The CamVid pack is at half
+# resolution (240x180): the probe's input is 176x240 (a multiple of the patch size) and its mIoU is scored
+# on 240x180 labels.
 GPU_SHORT_BACKBONES = ["vit_s8_64"]
 GPU_SHORT_SMALL_BACKBONES = {"swin_small64": 20, "botnet_small": 20}  # name -> epochs, once notebooks take them
 _GPU_SHORT_COMMON = dict(backbones=GPU_SHORT_BACKBONES, seeds=[0])
 _GPU_SHORT_TRAIN = dict(_GPU_SHORT_COMMON, epochs=100, batch_size=512, max_images_per_class=None, warmup_epochs=10.0)
-#: DINO at the FLOPs of 02 (~55 epochs, see above): the entry of step 03 once its notebook declares these names
+#: DINO at the FLOPs of 02 (~47 epochs, see above): the entry of step 03 once its notebook declares these names
 #: (tests/test_pipeline.py checks every profile parameter against its notebook, so it stays {} until then).
-GPU_SHORT_DINO = dict(_GPU_SHORT_COMMON, epochs=55, batch_size=512, max_images_per_class=None)
+GPU_SHORT_DINO = dict(_GPU_SHORT_COMMON, epochs=47, batch_size=512, max_images_per_class=None,
+                      knn_train_per_class=25, knn_val_per_class=25)
 
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
