@@ -102,7 +102,9 @@ def read_pack(path: str | os.PathLike, dataset: str | None = None, verify: bool 
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingDataError(path, "write it with `rtsseg pack DEST`, or point the data root at the folder holding it")
+        raise MissingDataError(
+            path, "write it with `rtsseg pack DEST`, or point the data root at the folder holding it"
+        )
     blob = path.read_bytes()
     if len(blob) < _HEAD.size or blob[:8] != MAGIC:
         raise PackError(path, "no pack header (not an rtsseg pack, or truncated)")
@@ -299,7 +301,8 @@ def pack_camvid(root: str | os.PathLike, dest: str | os.PathLike, downsample: in
             h, w = raw.shape
             if downsample > 1:
                 pil = pil.resize((w // downsample, h // downsample), Image.Resampling.BOX)
-                raw = raw[downsample // 2:: downsample, downsample // 2:: downsample][: h // downsample, : w // downsample]
+                start = downsample // 2  # the pixel nearest each block's centre
+                raw = raw[start::downsample, start::downsample][: h // downsample, : w // downsample]
             buf = io.BytesIO()
             pil.save(buf, "JPEG", quality=quality)
             jpegs.append(buf.getvalue())

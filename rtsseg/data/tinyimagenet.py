@@ -105,8 +105,9 @@ class TinyImageNet(Dataset):
     """Items ``(image uint8 [3,64,64], label int, box float32 [4] = x0,y0,x1,y1 pixels)``.
 
     ``root`` is the ``tiny-imagenet-200`` folder, a ``tinyimagenet.pack`` (:mod:`rtsseg.data.pack`), or a
-    folder holding that pack. ``box`` is NaN x4 when unknown (a class whose boxes file is missing). ``max_per_class`` keeps the
-    first n images of each class, in the order of their file index. ``transform(image)`` if given.
+    folder holding that pack. ``box`` is NaN x4 when unknown (a class whose boxes file is missing).
+    ``max_per_class`` keeps the first n images of each class, in the order of their file index.
+    ``transform(image)`` if given.
     Attributes: ``classes`` (wnids; label = index), ``class_names`` (first name in ``words.txt``),
     ``files``, ``labels``, ``boxes float32 [N,4]``, ``missing_boxes`` (how many are NaN).
     """
