@@ -78,6 +78,7 @@ _GPU_TRAIN = dict(
 # Sized from FLOPs. ViT-S/8 at 64 px = 64 patches + CLS, 12 blocks of width 384, 21.7 M parameters:
 #   forward  ~ 2 x 21.3 M x 65 tokens + attention ~ 2.9 GFLOP per image
 #   BT step  ~ 2 views x 3 (fwd + bwd) x 2.9 + projector 384-2048-2048-2048 (~0.3) ~ 17.5 GFLOP per image pair
+#            (benchmarks/bench_mfu.py's FlopCounterMode count for vit_s8@64: 17.1 GFLOP per image)
 #   epoch    = 20,000 pairs ~ 350 TFLOP; batch 512 -> 39 steps of ~9 TFLOP
 # An H100 does ~800 bf16 TFLOP/s on large matrix products; a 384-wide, 65-token ViT without torch.compile
 # reaches perhaps 20-30 % of it (~160-240 TFLOP/s): ~40-55 ms per step, ~1.5-2.2 s per epoch, plus ~0.5 s
