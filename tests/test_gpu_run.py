@@ -10,6 +10,8 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
+
 from rtsseg.config import REPO_ROOT
 from rtsseg.profiles import PROFILES, STEPS
 
@@ -40,6 +42,11 @@ def test_run_capped_kills_the_step_and_its_kernel(tmp_path):
 def test_dry_run_ships_notebooks_and_timings(tmp_path):
     """The smoke profile's first step through the real script: packs, kernel, papermill, $OUT (a step that
     trains takes minutes on 2 shared cores; the pack loaders of the training steps are tested in test_data_pack)."""
+    from rtsseg.config import data_root
+
+    source = data_root(must_exist=False)
+    if not ((source / "tiny-imagenet-200").is_dir() and (source / "camvid").is_dir()):
+        pytest.skip("no shared data to pack (set RTSSEG_DATA)")
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "RTSSEG_RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable,
            "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}
