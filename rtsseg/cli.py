@@ -44,6 +44,16 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from rtsseg.data.pack import pack_all
+
+    for name, path in pack_all(args.data_root, args.dest, args.train_per_class, args.val_per_class,
+                               args.camvid_downsample, camvid_max_images=args.camvid_max_images).items():
+        size = f"{path.stat().st_size / 2**20:.1f} MiB" if path.is_file() else "folder"
+        print(f"[rtsseg] {name} -> {path} ({size})")
+    return 0
+
+
 def _arg_type(tp) -> tuple[Callable | None, dict]:
     """argparse settings for a dataclass field type."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -136,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--splits", nargs="+", default=["val2017"], choices=["train2017", "val2017"],
                     help="COCO-Stuff splits to fetch (train2017 is about 18 GB)")
     dl.set_defaults(func=_download)
+
+    pk = sub.add_parser("pack", help="pack Tiny-ImageNet and CamVid into one checksummed file each (a data root)")
+    pk.add_argument("dest", help="folder to write tinyimagenet.pack, camvid.pack, cocostuff/curated/ into")
+    pk.add_argument("--data-root", default=None, help="source data root (default: $RTSSEG_DATA)")
+    pk.add_argument("--train-per-class", type=int, default=None, help="Tiny-ImageNet train images per class")
+    pk.add_argument("--val-per-class", type=int, default=None, help="Tiny-ImageNet val images per class")
+    pk.add_argument("--camvid-downsample", type=int, default=2, help="CamVid integer downsampling (2: 240x180)")
+    pk.add_argument("--camvid-max-images", type=int, default=None, help="first n images of each CamVid split")
+    pk.set_defaults(func=_pack)
 
     sub.add_parser("pretrain", help="Barlow Twins pretraining (torchrun-compatible); see `rtsseg pretrain --help`",
                    add_help=False)

@@ -376,12 +376,22 @@ def _resolve(name: str) -> str:
 
 # ---- the book --------------------------------------------------------------------------------------------
 
+#: Editions shown after the cpu edition once all their executed notebooks exist: profile -> part caption.
+EXTRA_EDITIONS = {"gpu-short": "GPU edition (gpu-short: ViT-S/8 at 64 px, one H100, about 8 minutes)"}
+
+
 def toc_for(profile: str) -> Path:
-    """The committed ``_toc.yml`` shows the cpu profile; other profiles get a copy pointing at their folder."""
+    """The committed ``_toc.yml`` shows the cpu profile; other profiles get a copy pointing at their folder.
+    The cpu book also gets a part per edition of :data:`EXTRA_EDITIONS` whose notebooks are all executed."""
     toc = REPO_ROOT / "_toc.yml"
+    text = toc.read_text()
     if profile == "cpu":
-        return toc
-    text = toc.read_text().replace("book/cpu/", f"book/{profile}/")
+        extra = [p for p in EXTRA_EDITIONS if all(executed_notebook(p, s.name).is_file() for s in STEPS)]
+        if not extra:
+            return toc
+        text = _with_editions(text, extra)
+    else:
+        text = text.replace("book/cpu/", f"book/{profile}/")
     out = run_dir(profile, "_toc.yml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
@@ -422,6 +432,18 @@ def stale_chapters(profile: str) -> list[tuple[str, str, str]]:
             elif end and dep_end and dep_end > end:
                 stale.append((s.name, dep, f"it finished at {end[:19]}, before {dep} ({dep_end[:19]})"))
     return stale
+
+
+def _with_editions(text: str, profiles: list[str]) -> str:
+    """Insert, before the part that follows the cpu chapters, one part per profile listing the same chapters."""
+    lines = text.splitlines()
+    chapters = [line for line in lines if "file: book/cpu/" in line]
+    last = max(i for i, line in enumerate(lines) if "file: book/cpu/" in line)
+    parts = []
+    for p in profiles:
+        parts += [f"  - caption: {json.dumps(EXTRA_EDITIONS[p])}", "    chapters:"]
+        parts += [line.replace("book/cpu/", f"book/{p}/") for line in chapters]
+    return "\n".join(lines[: last + 1] + parts + lines[last + 1:]) + "\n"
 
 
 def build_book(profile: str) -> Path:

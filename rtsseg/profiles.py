@@ -2,7 +2,8 @@
 the trained models and ``load_backbone``: :mod:`rtsseg.experiments`).
 
 ``smoke`` proves the path end to end in a few minutes on 2 CPU cores; ``cpu`` is the book's default run on
-2 CPU cores (small backbones at 64 px); ``gpu`` is the full-size configuration for a Colab/cluster GPU.
+2 CPU cores (small backbones at 64 px); ``gpu-short`` is the whole book in about 8 minutes of one H100
+(ViT-S/8 at 64 px, ``scripts/gpu_run.sh``); ``gpu`` is the full-size configuration for a Colab/cluster GPU.
 A profile lists, per step, only the parameters that differ from the notebook's own defaults (the parameters
 cell, tagged ``parameters``, holds the cpu profile's values): change a default in the notebook, not here.
 """
@@ -66,6 +67,37 @@ _GPU_TRAIN = dict(
     image_size=224,
 )
 
+# ---- gpu-short: one H100 for about 8 minutes (scripts/gpu_run.sh) ------------------------------------------
+# Sized from FLOPs. ViT-S/8 at 64 px = 64 patches + CLS, 12 blocks of width 384, 21.7 M parameters:
+#   forward  ~ 2 x 21.3 M x 65 tokens + attention ~ 2.9 GFLOP per image
+#   BT step  ~ 2 views x 3 (fwd + bwd) x 2.9 + projector 384-2048-2048-2048 (~0.3) ~ 17.5 GFLOP per image pair
+#            (benchmarks/bench_mfu.py's FlopCounterMode count for vit_s8@64: 17.1 GFLOP per image)
+#   epoch    = 20,000 pairs ~ 350 TFLOP; batch 512 -> 39 steps of ~9 TFLOP
+# An H100 does ~800 bf16 TFLOP/s on large matrix products; a 384-wide, 65-token ViT without torch.compile
+# reaches perhaps 20-30 % of it (~160-240 TFLOP/s): ~40-55 ms per step, ~1.5-2.2 s per epoch, plus ~0.5 s
+# per epoch of monitoring (k-NN on 25+25 images per class ~ 30 TFLOP, the monitor batch, a ~340 MB checkpoint).
+#   02 Barlow Twins, 100 epochs        ~ 35 PFLOP  ~ 2.5-3.5 min
+#   03 DINO at equal FLOPs             ~ 35 PFLOP  ~ 2.5-3.5 min  (DinoConfig defaults: 2 global 64 px + 6 local
+#      32 px crops: student fwd 2 x 2.9 + 6 x 0.75 GFLOP, x3 with bwd ~ 31 + teacher 2 globals ~ 6 ~ 37 GFLOP per
+#      image -> ~47 epochs)
+#   04 supervised, 100 epochs (1 view) ~ 17 PFLOP  ~ 1.3-1.8 min
+#   05-07 inference, frozen-feature probes, figures; 01/08 tables ~ 1.5 min with kernel start-ups
+# Total ~ 6-7 min without DINO, ~ 9-10 min with it, for ONE seed: the profile has one seed (3 seeds would
+# triple 02-04, which do not fit; the seed spread of the cpu edition is the only one the book has).
+# Swin and BoTNet small at 64 px are overhead-bound on a GPU (~30 ms per step whatever their FLOPs, ~1.5 s per
+# epoch): at 100 epochs they would add ~5 min each in 02 + 04, so they stay out until notebooks 02/04 take
+# per-backbone epochs (GPU_SHORT_SMALL_BACKBONES below is ready for that). The CamVid pack is at half
+# resolution (240x180): the probe's input is 176x240 (a multiple of the patch size) and its mIoU is scored
+# on 240x180 labels.
+GPU_SHORT_BACKBONES = ["vit_s8_64"]
+GPU_SHORT_SMALL_BACKBONES = {"swin_small64": 20, "botnet_small": 20}  # name -> epochs, once notebooks take them
+_GPU_SHORT_COMMON = dict(backbones=GPU_SHORT_BACKBONES, seeds=[0])
+_GPU_SHORT_TRAIN = dict(_GPU_SHORT_COMMON, epochs=100, batch_size=512, max_images_per_class=None, warmup_epochs=10.0)
+#: DINO at the FLOPs of 02 (~47 epochs, see above): the entry of step 03 once its notebook declares these names
+#: (tests/test_pipeline.py checks every profile parameter against its notebook, so it stays {} until then).
+GPU_SHORT_DINO = dict(_GPU_SHORT_COMMON, epochs=47, batch_size=512, max_images_per_class=None,
+                      knn_train_per_class=25, knn_val_per_class=25)
+
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
         "01_data": dict(n_examples=2),
@@ -97,6 +129,21 @@ PROFILES: dict[str, dict[str, dict]] = {
         # the probe's loss runs at the labels' 360x480: ~10 s per epoch over all 367 train images on 2 cores
         "07_segmentation": dict(
             backbones=SMALL_BACKBONES, seeds=[0, 1], input_size=[96, 128], max_train=184, epochs=5, lr=5e-3
+        ),
+        "08_findings": {},
+    },
+    "gpu-short": {
+        "01_data": {},
+        "02_pretrain_barlow_twins": dict(
+            _GPU_SHORT_TRAIN, projector_dims=[2048, 2048, 2048], knn_train_per_class=25, knn_val_per_class=25
+        ),
+        "03_pretrain_dino": {},  # GPU_SHORT_DINO once notebook 03 takes these parameters
+        "04_supervised_baseline": dict(_GPU_SHORT_TRAIN),
+        # the val pack holds 25 images per class (5,000): every one of them with a box
+        "05_attention_maps": dict(_GPU_SHORT_COMMON, n_val_images=5000),
+        "06_embeddings": dict(_GPU_SHORT_COMMON, train_per_class=100, val_per_class=25),
+        "07_segmentation": dict(
+            _GPU_SHORT_COMMON, input_size=[176, 240], max_train=None, epochs=30, lr=5e-3, batch_size=32
         ),
         "08_findings": {},
     },

@@ -20,7 +20,7 @@ def _build(name: str, **kwargs) -> Backbone:
 
 def test_names() -> None:
     assert set(list_backbones()) == {"resnet50", "botnet50", "swin_t", "swin_s", "swin_b", "vit_s16", "vit_s8",
-                                     *SMALL}
+                                     "vit_s8_64", *SMALL}
     assert set(list_backbones("cpu")) == set(SMALL)
     with pytest.raises(KeyError, match="unknown backbone"):
         build_backbone("vit_huge")
@@ -196,3 +196,11 @@ def test_prepare_resizes_and_normalises_like_torchvision():
     ref = TF.resize(x.float() / 255, [8, 8], antialias=True).clamp(0, 1)
     assert out.shape == (2, 3, 8, 8) and torch.allclose(out, TF.normalize(ref, [0.5] * 3, [0.25] * 3), atol=1e-5)
     assert torch.allclose(bb.prepare(x.float() / 255, 8), out, atol=1e-6)  # float in [0, 1] accepted too
+
+
+def test_vit_s8_64_is_built_for_64_px() -> None:
+    """Pretraining builds it without kwargs; the analysis chapters with img_size=64: the state dicts agree."""
+    a, b = _build("vit_s8_64"), _build("vit_s8_64", img_size=64)
+    assert a.model.pos_embed.shape == (1, 65, 384) and a.patch_size == 8
+    b.load_state_dict(a.state_dict())
+    assert a.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, 384, 8, 8)

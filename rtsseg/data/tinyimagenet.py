@@ -41,8 +41,13 @@ _CACHE_VERSION = 1
 
 def tinyimagenet_root(data_root: str | os.PathLike | None = None) -> Path:
     """``<data root>/tiny-imagenet-200`` (see :func:`rtsseg.config.data_root`); raises if missing."""
-    root = config.data_root(data_root) / "tiny-imagenet-200"
+    base = config.data_root(data_root)
+    root = base / "tiny-imagenet-200"
     if not root.is_dir():
+        from rtsseg.data.pack import TINYIMAGENET_PACK
+
+        if (base / TINYIMAGENET_PACK).is_file():
+            return base / TINYIMAGENET_PACK  # a data root holding the pack (see rtsseg.data.pack)
         raise MissingDataError(root, HOW_TO_GET)
     return root
 
@@ -100,8 +105,10 @@ def _read_train_boxes(path: Path) -> dict[str, list[float]]:
 class TinyImageNet(Dataset):
     """Items ``(image uint8 [3,64,64], label int, box float32 [4] = x0,y0,x1,y1 pixels)``.
 
-    ``box`` is NaN x4 when unknown (a class whose boxes file is missing). ``max_per_class`` keeps the
-    first n images of each class, in the order of their file index. ``transform(image)`` if given.
+    ``root`` is the ``tiny-imagenet-200`` folder, a ``tinyimagenet.pack`` (:mod:`rtsseg.data.pack`), or a
+    folder holding that pack. ``box`` is NaN x4 when unknown (a class whose boxes file is missing).
+    ``max_per_class`` keeps the first n images of each class, in the order of their file index.
+    ``transform(image)`` if given.
     Attributes: ``classes`` (wnids; label = index), ``class_names`` (first name in ``words.txt``),
     ``files``, ``labels``, ``boxes float32 [N,4]``, ``missing_boxes`` (how many are NaN).
     """
@@ -117,12 +124,25 @@ class TinyImageNet(Dataset):
             raise ValueError(f"TinyImageNet split must be one of {SPLITS} (test has no labels), got {split!r}")
         if max_per_class is not None and max_per_class < 1:
             raise ValueError(f"max_per_class must be >= 1 or None, got {max_per_class}")
+        from rtsseg.data.pack import TINYIMAGENET_PACK, TinyImageNetPack, find_pack
+
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise MissingDataError(self.root, HOW_TO_GET)
         self.split = split
         self.max_per_class = max_per_class
         self.transform = transform
+        self.pack = None
+        pack = find_pack(self.root, TINYIMAGENET_PACK, "wnids.txt", "tiny-imagenet-200")
+        if pack is not None:
+            self.root = pack
+            self.pack = TinyImageNetPack(pack, split, max_per_class)
+            self.classes, self.class_words = self.pack.classes, self.pack.class_words
+            self.class_names = [w.split(",")[0].strip() for w in self.class_words]
+            self.files = [pack / split / name for name in self.pack.names]  # names inside the pack
+            self.labels, self.boxes = self.pack.labels, self.pack.boxes
+            self.missing_boxes = int(self.boxes.isnan().any(dim=1).sum())
+            return
+        if not self.root.is_dir():
+            raise MissingDataError(self.root, HOW_TO_GET)
         self.classes = read_wnids(self.root)
         words = read_words(self.root)
         self.class_words = [words.get(w, w) for w in self.classes]
@@ -189,7 +209,12 @@ class TinyImageNet(Dataset):
 
     def read(self, index: int) -> torch.Tensor:
         """Decode image ``index``: ``uint8 [3,64,64]``; another size raises ``DataError``."""
-        image = read_image(self.files[index])
+        if self.pack is not None:
+            from rtsseg.data.pack import decode_image
+
+            image = decode_image(self.pack.blob(index), self.files[index])
+        else:
+            image = read_image(self.files[index])
         if tuple(image.shape) != (3, IMAGE_SIZE, IMAGE_SIZE):
             raise DataError(self.files[index], f"image is {tuple(image.shape[1:])}, not 64x64",
                             "use the original Tiny-ImageNet-200 files")
@@ -236,6 +261,7 @@ def _cache_key(dataset: TinyImageNet) -> dict:
         "max_per_class": dataset.max_per_class,
         "num_files": len(dataset),
         "classes": list(dataset.classes),
+        **({"pack_sha256": dataset.pack.sha256} if dataset.pack is not None else {}),
     }
 
 
@@ -250,6 +276,8 @@ def load_tensors(
 
     The cache stores its key (resolved root, split, max_per_class, file count, wnids); a file written
     for another root or file list is rebuilt, never reused. Written atomically (tmp file + os.replace).
+    ``root`` may be a ``tinyimagenet.pack`` (or a folder holding one): its JPEGs are decoded on a thread
+    pool into the same tensors as from the folder, cached the same way (the key holds the pack's sha256).
     """
     dataset = TinyImageNet(root, split, max_per_class)
     key = _cache_key(dataset)
@@ -261,8 +289,18 @@ def load_tensors(
             if stored.get("key") == key:
                 return _from_stored(stored)
     images = torch.empty(len(dataset), 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)  # [N,3,64,64]
-    for i in tqdm(range(len(dataset)), desc=f"decode tiny-imagenet {split}", disable=not progress):
-        images[i] = dataset.read(i)
+    if dataset.pack is not None:
+        from rtsseg.data.pack import decode_many
+
+        decoded = decode_many([dataset.pack.blob(i) for i in range(len(dataset))], dataset.root)
+        for i, image in enumerate(decoded):
+            if tuple(image.shape) != (3, IMAGE_SIZE, IMAGE_SIZE):
+                raise DataError(dataset.files[i], f"image is {tuple(image.shape[1:])}, not 64x64",
+                                "rebuild the pack from the original Tiny-ImageNet-200 files")
+            images[i] = image
+    else:
+        for i in tqdm(range(len(dataset)), desc=f"decode tiny-imagenet {split}", disable=not progress):
+            images[i] = dataset.read(i)
     stored = {
         "key": key,
         "images": images,

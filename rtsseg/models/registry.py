@@ -39,6 +39,15 @@ def _vit(timm_name: str, name: str) -> Callable[..., Backbone]:
     return build
 
 
+def _vit64(timm_name: str, name: str) -> Callable[..., Backbone]:
+    """A timm ViT built for 64 px input by default (its position embedding has the 64 px grid), so that the
+    pretraining loop, which builds backbones without kwargs, and ``build_backbone(name, img_size=64)`` agree."""
+    def build(tag: str | None, img_size: int = 64, **kwargs) -> Backbone:
+        from rtsseg.models.vit import create_vit
+        return create_vit(name, timm_name, tag, img_size=img_size, **kwargs)
+    return build
+
+
 def _swin(timm_name: str, name: str) -> Callable[..., Backbone]:
     def build(tag: str | None, **kwargs) -> Backbone:
         from rtsseg.models.swin import create_swin
@@ -81,6 +90,8 @@ _REGISTRY: dict[str, BackboneSpec] = {
     "swin_b": BackboneSpec(_swin("swin_base_patch4_window7_224", "swin_b"), {"imagenet": "ms_in1k"}),
     "vit_s16": BackboneSpec(_vit("vit_small_patch16_224", "vit_s16"), {"imagenet": "deit:fb_in1k", "dino": "dino"}),
     "vit_s8": BackboneSpec(_vit("vit_small_patch8_224", "vit_s8"), {"dino": "dino"}),
+    # ViT-S/8 at 64 px (8x8 patches + CLS): the main backbone of the gpu-short profile
+    "vit_s8_64": BackboneSpec(_vit64("vit_small_patch8_224", "vit_s8_64"), {"dino": "dino"}),
     "resnet_small": BackboneSpec(_small("resnet", "create_resnet_small"), profile="cpu"),
     "botnet_small": BackboneSpec(_small("botnet", "create_botnet_small"), profile="cpu"),
     "swin_small64": BackboneSpec(_small("swin", "create_swin_small64"), profile="cpu"),
