@@ -76,7 +76,7 @@ def book_config(path: Path | None = None) -> dict:
 
 def repo_url(config: dict | None = None) -> str:
     """The one place the repository URL lives: ``repository.url`` in ``_config.yml``."""
-    url = (config or book_config()).get("repository", {}).get("url")
+    url = (book_config() if config is None else config).get("repository", {}).get("url")
     if not url:
         raise ValueError("_config.yml has no repository.url. Fix: set repository: {url: https://github.com/OWNER/rtsseg}")
     return url.rstrip("/")

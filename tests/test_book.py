@@ -1,0 +1,129 @@
+"""The book conventions of rtsseg.book: hidden code, parameters table, Colab cell, glue, index from a template."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from rtsseg import book
+
+
+def _executed_notebook():
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'cpu'\nseed = 0")
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell("# Parameters\nprofile = 'smoke'\n")
+    injected.metadata["tags"] = ["injected-parameters"]
+    work = nbformat.v4.new_code_cell("print('hi')")
+    work.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="100%|####| /home/me/x\n")]
+    toggled = nbformat.v4.new_code_cell("x = 1")
+    toggled.metadata["tags"] = ["hide-input"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), params, injected, work, toggled]
+    nb.metadata["papermill"] = {"parameters": {"profile": "smoke", "seeds": [0, 1]}}
+    return nb
+
+
+def test_prepare_for_book_hides_code_and_tables_parameters():
+    nb = book.prepare_for_book(_executed_notebook(), commit="abc123def456", config={"repository": {"url": "https://x/r"}})
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    # Colab cell first, removed from the page but kept in the notebook
+    assert "colab-setup" in tags[0] and "remove-cell" in tags[0]
+    assert 'git+https://x/r@abc123def456' in nb.cells[0].source and "--no-deps" in nb.cells[0].source
+    assert nb.cells[1].cell_type == "markdown"
+    # both parameter cells stay (the notebook must still run) but are removed from the page
+    assert "remove-cell" in tags[2] and "remove-cell" in tags[3]
+    # one parameters table, right after them, with the injected values
+    assert nb.cells[4].cell_type == "markdown" and "Parameters of this run" in nb.cells[4].source
+    assert "| `seeds` | `[0, 1]` |" in nb.cells[4].source
+    assert sum("Parameters of this run" in c.source for c in nb.cells) == 1
+    assert "remove-input" in tags[5]  # code hidden, output kept
+    assert [o.name for o in nb.cells[5].outputs] == ["stdout"]  # stderr (logs, tqdm) dropped
+    assert tags[6] == ["hide-input"]  # an author's toggle is kept
+    assert nb.metadata["rtsseg"]["commit"] == "abc123def456" and "torch" in nb.metadata["rtsseg"]
+    again = book.prepare_for_book(nb)
+    assert len(again.cells) == len(nb.cells) == 7  # idempotent
+
+
+def test_colab_cell_pins_commit_and_keeps_torch():
+    src = book.colab_cell_source("https://github.com/o/r", "0123abcd", book.runtime_requirements())
+    assert 'rtsseg @ git+https://github.com/o/r@0123abcd' in src
+    assert "torch" not in " ".join(book.runtime_requirements()).replace("timm", "")
+    assert "%env RTSSEG_DATA=" in src and "RTSSEG_RUNS" in src and "drive.mount" in src
+    assert src.index('find_spec("rtsseg") is None') < src.index("%pip")  # installs only when missing
+
+
+def test_repo_url_is_one_setting():
+    cfg = book.book_config()
+    url = book.repo_url(cfg)
+    assert url.startswith("https://github.com/")
+    assert book.colab_url("cpu", "05_attention_maps", cfg).endswith(
+        url.removeprefix("https://github.com/") + "/blob/main/book/cpu/05_attention_maps.ipynb")
+    with pytest.raises(ValueError, match="repository.url"):
+        book.repo_url({})
+
+
+def test_glue_result_formats_without_quotes(monkeypatch):
+    shown = []
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display=True: shown.append((name, repr(value))))
+    assert book.glue_result("acc", 0.12345, ".1%") == "12.3%"
+    assert book.glue_result("gain", 2.0, "{:+.1f} points") == "+2.0 points"
+    assert book.glue_result("txt", "1.0 ± 0.2 (n=3)") == "1.0 ± 0.2 (n=3)"
+    assert shown == [("acc", "12.3%"), ("gain", "+2.0 points"), ("txt", "1.0 ± 0.2 (n=3)")]
+
+
+def test_rel_never_absolute(tmp_path):
+    roots = {"$RTSSEG_DATA": tmp_path / "data", ".": tmp_path / "repo"}
+    assert book.rel(tmp_path / "data" / "camvid" / "val", roots) == "$RTSSEG_DATA/camvid/val"
+    assert book.rel(tmp_path / "repo", roots) == "."
+    assert book.rel("/somewhere/else/file.pt", roots) == "file.pt"
+
+
+def test_figure_style_fonts_readable():
+    import matplotlib as mpl
+
+    book.figure_style()
+    assert min(float(mpl.rcParams[k]) for k in ("font.size", "xtick.labelsize", "legend.fontsize")) >= 10
+    assert mpl.rcParams["figure.figsize"][0] <= book.PAGE_WIDTH_IN
+
+
+def _glued_notebook(path, keys, meta=None):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("glue")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "1.0"},
+                                           metadata={"scrapbook": {"name": k, "mime_prefix": "application/papermill.record/"}})
+                    for k in keys]
+    nb.cells = [cell]
+    nb.metadata["rtsseg"] = meta or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def test_index_writes_glue_or_not_run(tmp_path):
+    bk = tmp_path / "book"
+    _glued_notebook(bk / "smoke" / "05_attention_maps.ipynb", ["attn_auroc_bt", "attn_grid"],
+                    {"commit": "abc", "device": "CPU x2", "torch": "2.x", "wall_s": 120, "params": {"seeds": [0]}})
+    (bk / "index.template.md").write_text("BT {{ glue:attn_auroc_bt }}; control {{ glue:attn_auroc_control }}.\n"
+                                          "{{ figure:attn_grid }}\n{{ status }}\n")
+    text = (book.write_index("smoke", bk)).read_text()
+    assert "{glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt`" in text
+    assert f"control {book.NOT_RUN}." in text
+    assert "```{glue:figure} /book/smoke/05_attention_maps.ipynb::attn_grid" in text
+    assert "Profile** `smoke`: 1 of" in text and "CPU x2" in text and "`abc`" in text
+    assert "{{" not in text
+
+
+def test_ci95_from_mean_std():
+    assert book.ci95("2.0 ± 1.0 (n=4)") == "2.0 [0.4, 3.6]"  # t(0.975, 3) = 3.182
+    assert book.ci95("5.0 (n=1)") == "5.0 (n=1)"
+    assert book.ci95("n/a") == "n/a"
+
+
+def test_glue_names_belong_to_steps():
+    from rtsseg.profiles import STEPS
+
+    names = {s.name for s in STEPS}
+    assert all(step in names for step, _ in book.GLUE_NAMES.values())
+    assert json.dumps(book.GLUE_NAMES)
