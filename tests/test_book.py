@@ -127,3 +127,35 @@ def test_glue_names_belong_to_steps():
     names = {s.name for s in STEPS}
     assert all(step in names for step, _ in book.GLUE_NAMES.values())
     assert json.dumps(book.GLUE_NAMES)
+
+
+def test_findings_table_chapter_order_two_level_headers_ci():
+    import pandas as pd
+
+    cols = pd.MultiIndex.from_product([["best head", "mass in gt"], ["random", "barlow twins"]])
+    attention = pd.DataFrame([["20.0 ± 1.0 (n=2)", "25.0 ± 1.0 (n=2)", "30.0 (n=1)", 0.5]], index=["vit"], columns=cols)
+    attention.index.name = "backbone"
+    seg = pd.DataFrame({"random": ["10.0 ± 2.0 (n=3)"], "barlow twins": ["12.0 ± 2.0 (n=3)"]}, index=["vit"])
+    pretrain = pd.DataFrame({"k-NN top-1": ["5.0 (n=1)"]}, index=["vit"])
+    t = book.findings_table({"segmentation_camvid": seg, "attention_tin": attention, "pretrain_knn": pretrain})
+    assert t.columns.nlevels == 2 and t.index.names == ["chapter", "result", "row"]
+    assert list(t.index.get_level_values("chapter").unique()) == ["2. Barlow Twins", "5. attention", "7. segmentation"]
+    top = "mean [95 % CI] over seeds"
+    assert [c for c in t.columns if c[0] == top][:2] == [(top, "random"), (top, "barlow twins")]  # INIT_ORDER
+    assert t.loc[("5. attention", "attention tin", "vit · best head"), (top, "random")] == "20.0 [11.0, 29.0]"
+    assert t.loc[("5. attention", "attention tin", "vit · mass in gt"), (top, "barlow twins")] == "0.5"
+    assert t.loc[("7. segmentation", "segmentation camvid", "vit"), ("published", "anchor")] == "41.0 (d)"
+    assert t.loc[("2. Barlow Twins", "pretrain knn", "vit"), (top, "random")] == "–"
+    notes = book.anchor_notes({"attention_tin": attention})
+    assert notes.startswith("- (c)") and "{cite}`caron2021dino`" in notes
+
+
+def test_budget_table_sums_run_records(tmp_path):
+    bk = tmp_path / "book"
+    for step, wall in [("01_data", 60), ("02_pretrain_barlow_twins", 600), ("08_findings", 6000)]:
+        _glued_notebook(bk / "cpu" / f"{step}.ipynb", [], {"wall_s": wall, "commit": "abc", "device": "CPU x2",
+                                                           "torch": "2.x", "params": {"seeds": [0, 1]}})
+    t = book.budget_table("cpu", bk)
+    assert list(t.index) == ["01_data", "02_pretrain_barlow_twins", "total"]
+    assert t.loc["total", "wall time (min)"] == 11.0 and t.loc["01_data", "seeds"] == "[0, 1]"
+    assert {"commit", "device", "torch"} <= set(t.columns)
