@@ -218,6 +218,20 @@ def _after_params(cells, first: int) -> int:
 # ---- glue -------------------------------------------------------------------------------------------------
 
 
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, variable, display: bool = True) -> None:
+    """``myst_nb.glue`` itself (same output format), so that a notebook runs where myst-nb is not installed (Colab)."""
+    import IPython
+    from IPython.display import display as ipy_display
+
+    mimebundle, metadata = IPython.core.formatters.format_display_data(variable)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = dict(name=name, mime_prefix=prefix)
+    ipy_display({prefix + k: v for k, v in mimebundle.items()}, raw=True, metadata=metadata)
+
+
 class GluedText(str):
     """A string whose ``repr`` is itself, so ``{glue:text}`` shows ``3.1 ± 0.4`` and not ``'3.1 ± 0.4'``."""
 
@@ -231,8 +245,6 @@ def glue_result(name: str, value, fmt: str | None = None, display: bool = False)
     Returns the text, so the notebook can also print it. ``display=False``: the value appears only where the
     prose cites it.
     """
-    from myst_nb import glue
-
     if fmt is None:
         text = str(value)
     elif "{" in fmt:
@@ -246,7 +258,6 @@ def glue_result(name: str, value, fmt: str | None = None, display: bool = False)
 def glue_figure(name: str, fig, display: bool = False):
     """Glue a matplotlib figure; the page shows it with ``{glue:figure} name`` and a ``:name:``/caption."""
     import matplotlib.pyplot as plt
-    from myst_nb import glue
 
     glue(name, fig, display=display)
     plt.close(fig)
@@ -258,8 +269,6 @@ def glue_table(name: str, table, display: bool = False):
 
     Keep it narrower than the page: at most ~7 columns of short text, else transpose or split it.
     """
-    from myst_nb import glue
-
     glue(name, table, display=display)
     return table
 

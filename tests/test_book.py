@@ -67,7 +67,7 @@ def test_repo_url_is_one_setting():
 
 def test_glue_result_formats_without_quotes(monkeypatch):
     shown = []
-    monkeypatch.setattr("myst_nb.glue", lambda name, value, display=True: shown.append((name, repr(value))))
+    monkeypatch.setattr(book, "glue", lambda name, value, display=True: shown.append((name, repr(value))))
     assert book.glue_result("acc", 0.12345, ".1%") == "12.3%"
     assert book.glue_result("gain", 2.0, "{:+.1f} points") == "+2.0 points"
     assert book.glue_result("txt", "1.0 ± 0.2 (n=3)") == "1.0 ± 0.2 (n=3)"
@@ -159,3 +159,19 @@ def test_budget_table_sums_run_records(tmp_path):
     assert list(t.index) == ["01_data", "02_pretrain_barlow_twins", "total"]
     assert t.loc["total", "wall time (min)"] == 11.0 and t.loc["01_data", "seeds"] == "[0, 1]"
     assert {"commit", "device", "torch"} <= set(t.columns)
+
+
+def test_glue_matches_myst_nb():
+    """Our copy of myst_nb.glue writes outputs that myst-nb's own reader extracts."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    shell = InteractiveShell.instance()
+    captured = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: captured.append((data, metadata))
+    book.glue_result("gain", 1.25, ".1f")
+    data, meta = captured[-1]
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata=meta)]
+    [(key, out)] = extract_glue_data_cell(cell)
+    assert key == "gain" and out["data"]["text/plain"] == "1.2"
