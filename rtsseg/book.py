@@ -119,15 +119,27 @@ def runtime_requirements() -> list[str]:
 
 
 def colab_cell_source(url: str, commit: str, requirements: list[str], data: str = "/content/data") -> str:
-    """The first cell of every book notebook; harmless outside Colab (it only acts when rtsseg is missing)."""
-    reqs = " ".join(f'"{r}"' for r in requirements)
+    """The first cell of every book notebook; harmless outside Colab (it only acts when rtsseg is missing).
+
+    Only the requirements that are missing are installed, so Colab's preinstalled stack (torch first) stays.
+    """
+    reqs = ", ".join(repr(r) for r in requirements)
     return f"""\
 # Colab / fresh environment: run this cell first. Nothing happens where rtsseg is already importable.
-import importlib.util, os, sys
+import importlib, importlib.metadata, importlib.util, re, sys
 if importlib.util.find_spec("rtsseg") is None:
     # rtsseg pinned to the commit that executed this notebook; --no-deps keeps Colab's own torch and torchvision
     %pip install -q --no-deps "rtsseg @ git+{url}@{commit}"
-    %pip install -q {reqs}
+    def _missing(req):
+        try:
+            importlib.metadata.version(re.split(r"[<>=!~ \\[]", req, maxsplit=1)[0])
+            return False
+        except importlib.metadata.PackageNotFoundError:
+            return True
+    _todo = [r for r in [{reqs}] if _missing(r)]
+    if _todo:
+        %pip install -q {{" ".join(repr(r) for r in _todo)}}
+    importlib.invalidate_caches()
 if "google.colab" in sys.modules:
     %env RTSSEG_DATA={data}
     # Data: `!rtsseg download tiny-imagenet {data}` and `!rtsseg download camvid {data}` (see the Reproduce page).
