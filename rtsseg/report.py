@@ -58,7 +58,13 @@ def notebook_params(namespace: dict, step: str) -> dict:
     from rtsseg.profiles import step as find_step
 
     s = find_step(step)
-    declared = declared_parameters(read_notebook(s), s.source)
+    if s.source.is_file():
+        declared = declared_parameters(read_notebook(s), s.source)
+    else:  # rtsseg installed without its notebooks (Colab): the names the profiles set, as the notebook has them
+        from rtsseg.profiles import PROFILES
+
+        names = {"profile", "seed", "seeds", "data_root"}.union(*(p.get(s.name, {}) for p in PROFILES.values()))
+        declared = {n: None for n in sorted(names) if n in namespace}
     values = {name: namespace[name] for name in declared}
     validate_parameters(s.source, declared, values)
     if "profile" in values and values["profile"] not in ("smoke", "cpu", "gpu"):
