@@ -374,6 +374,7 @@ def run_records(profile: str, book: Path | None = None) -> list[dict]:
             "step": path.stem,
             "wall time (min)": round((meta.get("wall_s") or pm.get("duration") or 0.0) / 60, 1),
             "seeds": json.dumps(meta.get("params", {}).get("seeds", meta.get("params", {}).get("seed"))),
+            "backbones": ", ".join(meta.get("params", {}).get("backbones", [])),
             "commit": meta.get("commit", "not recorded"),
             "device": meta.get("device", "not recorded"),
             "torch": meta.get("torch", "not recorded"),
@@ -417,12 +418,13 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
     commits = sorted({r["commit"] for r in records}) or ["none"]
     torch_v = sorted({r["torch"] for r in records}) or ["none"]
     total = sum(r["wall time (min)"] for r in records)
+    backbones = sorted({b.strip() for r in records for b in r.get("backbones", "").split(",") if b.strip()})
     expected = sorted(set(GLUE_NAMES) - set(found))
     lines = [
         "```{admonition} This edition",
         ":class: note",
         f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
-        f"  (per chapter in {{doc}}`/book/{profile}/08_findings`).",
+        f"  (per chapter in {{doc}}`/book/{profile}/08_findings`); backbones {', '.join(backbones) or 'none'}.",
         f"- **Hardware** {', '.join(devices)}; torch {', '.join(torch_v)}; commit {', '.join(f'`{c}`' for c in commits)}.",
         "- **Not run here**: COCO-Stuff and full-size backbones (ViT-S/16, Swin-T, BoTNet-50 at 224 px) need the",
         "  `gpu` profile (see {doc}`/book/reproduce`)" + (f"; chapters without an executed notebook: {', '.join(missing)}." if missing else "."),
@@ -538,7 +540,7 @@ def budget_table(profile: str, book: Path | None = None, exclude: tuple[str, ...
     """The compute budget: each chapter's own run record (from its executed notebook) and their sum."""
     import pandas as pd
 
-    rows = [r for r in run_records(profile, book) if r["step"] not in exclude]
+    rows = [{k: v for k, v in r.items() if k != "backbones"} for r in run_records(profile, book) if r["step"] not in exclude]
     table = pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame(columns=["wall time (min)"])
     total = {c: "" for c in table.columns}
     total["wall time (min)"] = round(float(table["wall time (min)"].sum()), 1) if rows else 0.0
