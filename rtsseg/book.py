@@ -494,11 +494,12 @@ def _cell(value) -> str:
 
 
 def findings_table(results: dict):
-    """One table of every chapter's saved results, in chapter order: rows (chapter, result, row of the
-    chapter's table), columns ("mean [95 % CI] over seeds", initialisation or measure) and ("published", "anchor").
+    """One table of every chapter's saved results, in chapter order, narrow enough for the page.
 
-    Multi-level columns of a chapter's table (e.g. metric × init) are moved into the row label so that the
-    initialisations line up in one set of columns across chapters.
+    Rows: (chapter, "result · row of the chapter's table [· measure]"); columns: ("mean [95 % CI] over seeds",
+    initialisation) for the initialisations of :data:`INIT_ORDER`, ("mean [95 % CI] over seeds", "value") for
+    a chapter whose columns are measures rather than initialisations (each measure becomes a row), and
+    ("published", "anchor"). Multi-level columns (e.g. metric × init) move their outer levels into the row label.
     """
     import pandas as pd
 
@@ -508,25 +509,26 @@ def findings_table(results: dict):
         t = table
         if t.columns.nlevels > 1:
             t = t.stack(level=list(range(t.columns.nlevels - 1)), future_stack=True)
+        by_init = all(str(c) in INIT_ORDER for c in t.columns)
         anchor = next((a for prefix, a in ANCHORS.items() if name.startswith(prefix)), None)
         for idx, row in t.iterrows():
-            label = " · ".join(str(i) for i in (idx if isinstance(idx, tuple) else (idx,)))
+            label = " · ".join([name.replace("_", " "), *(str(i) for i in (idx if isinstance(idx, tuple) else (idx,)))])
             for col, value in row.items():
-                rows.append({"chapter": chapter_of(name), "result": name.replace("_", " "), "row": label,
-                             "column": str(col), "value": _cell(value),
+                rows.append({"chapter": chapter_of(name), "row": label if by_init else f"{label} · {col}",
+                             "column": str(col) if by_init else "value", "value": _cell(value),
                              "anchor": _ANCHOR_SHORT.get(anchor[0], anchor[0]) if anchor else ""})
     if not rows:
         return pd.DataFrame()
     long = pd.DataFrame(rows)
-    seen = list(dict.fromkeys(long["column"]))
-    columns = [c for c in INIT_ORDER if c in seen] + [c for c in seen if c not in INIT_ORDER]
-    keys = ["chapter", "result", "row"]
+    seen = set(long["column"])
+    columns = [c for c in INIT_ORDER if c in seen] + (["value"] if "value" in seen else [])
+    keys = ["chapter", "row"]
     wide = long.pivot_table(index=keys, columns="column", values="value", aggfunc="first", sort=False)
-    wide = wide.reindex(columns=columns).fillna("–")
+    wide = wide.reindex(columns=columns).fillna("")
     wide.columns = pd.MultiIndex.from_product([["mean [95 % CI] over seeds"], columns])
     anchors = long.groupby(keys, sort=False)["anchor"].first()
     wide[("published", "anchor")] = anchors.reindex(wide.index).values
-    wide.columns.names = [None, None]
+    wide.index.names = ["chapter", "result · row"]
     return wide
 
 
@@ -540,7 +542,8 @@ def budget_table(profile: str, book: Path | None = None, exclude: tuple[str, ...
     """The compute budget: each chapter's own run record (from its executed notebook) and their sum."""
     import pandas as pd
 
-    rows = [{k: v for k, v in r.items() if k != "backbones"} for r in run_records(profile, book) if r["step"] not in exclude]
+    rows = [{k: v for k, v in r.items() if k not in ("backbones", "executed")}
+            for r in run_records(profile, book) if r["step"] not in exclude]
     table = pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame(columns=["wall time (min)"])
     total = {c: "" for c in table.columns}
     total["wall time (min)"] = round(float(table["wall time (min)"].sum()), 1) if rows else 0.0

@@ -76,7 +76,8 @@ def notebook_params(namespace: dict, step: str) -> dict:
 
 @dataclass
 class RunRecord:
-    """Start it after the parameters cell; ``finish()`` returns a one-row table for the notebook's end."""
+    """Start it after the parameters cell; ``finish()`` returns the record (one column: field -> value) for the
+    notebook's end. The parameters themselves are shown at the top of the page (rtsseg.book.prepare_for_book)."""
 
     step: str
     params: dict
@@ -97,8 +98,10 @@ class RunRecord:
             "python": platform.python_version(),
             "commit": _git_commit(),
         }
-        print("parameters:", json.dumps(self.params, default=str))
-        return pd.DataFrame([row]).set_index("step")
+        # one column, one field per row: fits the page (the one-row form was wider than the text column)
+        table = pd.DataFrame([row]).set_index("step").T
+        table.index.name = "run record"
+        return table
 
 
 def results_dir(profile: str):

@@ -41,7 +41,8 @@ MAX_SHOT_HEIGHT = 16000
 CHECK_JS = r"""
 (() => {
   const problems = [];
-  const article = document.querySelector('article.bd-article, main, body');
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  if (!article) return ['empty page'];
   const text = (el) => (el.innerText || el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 100);
   for (const img of document.images) {
     if (!img.complete || img.naturalWidth === 0) problems.push('broken image: ' + (img.getAttribute('src') || '').slice(0, 120));
@@ -151,7 +152,8 @@ class Browser:
     def evaluate(self, expression: str, await_promise: bool = False):
         res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
         if "exceptionDetails" in res:
-            raise RuntimeError(f"page script failed: {res['exceptionDetails'].get('text')}")
+            det = res['exceptionDetails']
+            raise RuntimeError(f"page script failed: {det.get('exception', {}).get('description') or det.get('text')}")
         return res["result"].get("value")
 
     def open(self, url: str) -> None:
@@ -185,9 +187,16 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+def _redirect(page: Path) -> bool:
+    head = page.read_text(errors="replace")[:2000].lower()
+    return 'http-equiv="refresh"' in head
+
+
 def pages(html: Path) -> list[Path]:
+    """Every built page but the search/index pages, the theme's folders and redirect stubs."""
     return sorted(p for p in html.rglob("*.html")
-                  if p.name not in SKIP and not any(part.startswith("_") for part in p.relative_to(html).parts[:-1]))
+                  if p.name not in SKIP and not any(part.startswith("_") for part in p.relative_to(html).parts[:-1])
+                  and not _redirect(p))
 
 
 def check_book(html: Path, screenshots: Path | None = None, chromium: str | None = None,
