@@ -254,8 +254,8 @@ class GluedText(str):
 def glue_result(name: str, value, fmt: str | None = None, display: bool = False):
     """Glue a number (formatted with ``fmt``, e.g. ``".1f"``, or ``"{:.1f} %"``) or a text under ``name``.
 
-    Returns the text, so the notebook can also print it. ``display=False``: the value appears only where the
-    prose cites it.
+    ``display=False``: the value appears only where the prose cites it. Returns None, so that a call on a
+    cell's last line displays nothing.
     """
     if fmt is None:
         text = str(value)
@@ -263,8 +263,10 @@ def glue_result(name: str, value, fmt: str | None = None, display: bool = False)
         text = fmt.format(value)
     else:
         text = format(value, fmt)
+    # myst-nb reads a glued text/plain back with ast.literal_eval: "20,000" would render as the tuple "(20, 0)".
+    # Thousands are grouped with a narrow no-break space instead (the SI style).
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "\u202f", text)
     glue(name, GluedText(text), display=display)
-    return text
 
 
 def glue_figure(name: str, fig, display: bool = False):
@@ -272,8 +274,7 @@ def glue_figure(name: str, fig, display: bool = False):
     import matplotlib.pyplot as plt
 
     glue(name, fig, display=display)
-    plt.close(fig)
-    return fig
+    plt.close(fig)  # else the inline backend shows it a second time at the end of the cell
 
 
 def glue_table(name: str, table, display: bool = False):
@@ -282,7 +283,6 @@ def glue_table(name: str, table, display: bool = False):
     Keep it narrower than the page: at most ~7 columns of short text, else transpose or split it.
     """
     glue(name, table, display=display)
-    return table
 
 
 # ---- figures and paths ------------------------------------------------------------------------------------

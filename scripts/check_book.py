@@ -50,6 +50,8 @@ CHECK_JS = r"""
   for (const el of document.querySelectorAll('.output.error, .output.traceback, .output_error, div.traceback, .output.stderr')) {
     problems.push('error/stderr output: ' + text(el));
   }
+  const page = document.documentElement;
+  if (page.scrollWidth > window.innerWidth + 2) problems.push(`page wider than the window (${page.scrollWidth} px > ${window.innerWidth} px)`);
   const width = article.clientWidth;
   for (const table of article.querySelectorAll('table')) {
     const w = Math.max(table.scrollWidth, table.getBoundingClientRect().width);
@@ -166,11 +168,16 @@ class Browser:
         return [u for u in urls if not u.startswith(("file:", "data:", "blob:", "about:", "chrome"))]
 
     def screenshot(self, path: Path) -> None:
+        """The whole page: the window is made as tall as the page (capped), then captured, then restored."""
         metrics = self.call("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        height = min(int(size["height"]) + 1, MAX_SHOT_HEIGHT)
-        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": VIEWPORT[0], "height": height, "scale": 1})
+        height = max(VIEWPORT[1], min(int(size["height"]) + 1, MAX_SHOT_HEIGHT))
+        self.call("Emulation.setDeviceMetricsOverride", width=VIEWPORT[0], height=height, deviceScaleFactor=1, mobile=False)
+        try:
+            shot = self.call("Page.captureScreenshot", format="png")
+        finally:
+            self.call("Emulation.setDeviceMetricsOverride", width=VIEWPORT[0], height=VIEWPORT[1],
+                      deviceScaleFactor=1, mobile=False)
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
@@ -200,13 +207,13 @@ def pages(html: Path) -> list[Path]:
 
 
 def check_book(html: Path, screenshots: Path | None = None, chromium: str | None = None,
-               allow_network: bool = False) -> dict[str, list[str]]:
+               allow_network: bool = False, only: str | None = None) -> dict[str, list[str]]:
     """page (relative path) -> its problems; every page is listed, an empty list when it is fine."""
     exe = find_chromium(chromium)
     if exe is None:
         raise FileNotFoundError("no Chromium found. Fix: apt-get install -y chromium, or pass --chromium PATH")
     html = html.resolve()
-    found = pages(html)
+    found = [p for p in pages(html) if only is None or only in p.relative_to(html).as_posix()]
     if not found:
         raise FileNotFoundError(f"no built pages under {html}. Fix: build the book first (rtsseg book --profile cpu)")
     if screenshots:
@@ -236,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("html", nargs="?", default=str(REPO / "book" / "_build" / "html"))
     ap.add_argument("--screenshots", default=None, help="default: <html>/../screenshots")
     ap.add_argument("--chromium", default=None)
+    ap.add_argument("--only", default=None, help="check only the pages whose path contains this text")
     ap.add_argument("--allow-network", action="store_true", help="do not fail on requests leaving the machine")
     args = ap.parse_args(argv)
     html = Path(args.html)
     shots = Path(args.screenshots) if args.screenshots else html.parent / "screenshots"
-    report = check_book(html, shots, args.chromium, args.allow_network)
+    report = check_book(html, shots, args.chromium, args.allow_network, args.only)
     bad = {k: v for k, v in report.items() if v}
     for name, problems in report.items():
         print(f"{'FAIL' if problems else 'ok  '} {name}")

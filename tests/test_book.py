@@ -68,10 +68,11 @@ def test_repo_url_is_one_setting():
 def test_glue_result_formats_without_quotes(monkeypatch):
     shown = []
     monkeypatch.setattr(book, "glue", lambda name, value, display=True: shown.append((name, repr(value))))
-    assert book.glue_result("acc", 0.12345, ".1%") == "12.3%"
-    assert book.glue_result("gain", 2.0, "{:+.1f} points") == "+2.0 points"
-    assert book.glue_result("txt", "1.0 ± 0.2 (n=3)") == "1.0 ± 0.2 (n=3)"
-    assert shown == [("acc", "12.3%"), ("gain", "+2.0 points"), ("txt", "1.0 ± 0.2 (n=3)")]
+    assert book.glue_result("acc", 0.12345, ".1%") is None  # nothing shown when it ends a cell
+    book.glue_result("gain", 2.0, "{:+.1f} points")
+    book.glue_result("txt", "1.0 ± 0.2 (n=3)")
+    book.glue_result("n", 20000, ",d")
+    assert shown == [("acc", "12.3%"), ("gain", "+2.0 points"), ("txt", "1.0 ± 0.2 (n=3)"), ("n", "20\u202f000")]
 
 
 def test_rel_never_absolute(tmp_path):
