@@ -373,7 +373,7 @@ def run_records(profile: str, book: Path | None = None) -> list[dict]:
         rows.append({
             "step": path.stem,
             "wall time (min)": round((meta.get("wall_s") or pm.get("duration") or 0.0) / 60, 1),
-            "seeds": json.dumps(meta.get("params", {}).get("seeds", meta.get("params", {}).get("seed"))),
+            "seeds": _seeds(meta.get("params", {})),
             "backbones": ", ".join(meta.get("params", {}).get("backbones", [])),
             "commit": meta.get("commit", "not recorded"),
             "device": meta.get("device", "not recorded"),
@@ -381,6 +381,11 @@ def run_records(profile: str, book: Path | None = None) -> list[dict]:
             "executed": (pm.get("end_time") or "")[:10],
         })
     return rows
+
+
+def _seeds(params: dict) -> str:
+    seeds = params.get("seeds", params.get("seed"))
+    return "–" if seeds is None else json.dumps(seeds)
 
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status)(?::([A-Za-z0-9_]+))?\s*\}\}")

@@ -5,7 +5,7 @@
 
 Checks, per page (after MathJax has typeset): a broken image; an error output (a traceback) or a stderr
 output; a table wider than the text column; a raw ``\\(`` / ``\\[`` / ``$$`` outside code (maths not rendered);
-an unresolved citation or cross-reference (``{cite}`` left as text, a reference rendered without a link, a
+an absolute path in an output (print paths with rtsseg.book.rel); an unresolved citation or cross-reference (``{cite}`` left as text, a reference rendered without a link, a
 ``[key]`` that sphinxcontrib-bibtex could not find); a request to the network (the book must work offline).
 A screenshot of each page goes to ``book/_build/screenshots/``. Exit status 1 when any page has a problem.
 
@@ -63,6 +63,11 @@ CHECK_JS = r"""
     if (n.parentElement.closest('pre, code, script, style, .highlight, mjx-container, .MathJax')) continue;
     const m = n.nodeValue.match(raw);
     if (m) problems.push(`raw markup "${m[0]}" in the text: ` + n.nodeValue.trim().slice(0, 100));
+  }
+  const absolute = /(^|[\s'"(=])\/(home|work|tmp|root|Users|content|mnt|scratch)\/[^\s]*/;
+  for (const el of article.querySelectorAll('.cell_output')) {
+    const m = (el.innerText || '').match(absolute);
+    if (m) problems.push('absolute path in an output: ' + m[0].trim().slice(0, 100));
   }
   for (const el of article.querySelectorAll('span.xref, span.pending_xref, .problematic')) {
     if (!el.closest('a')) problems.push('unresolved reference: ' + text(el));
