@@ -9,12 +9,15 @@ The book is a report over hidden code. These are the rules, and the helpers that
    ``remove-cell`` (they stay in the .ipynb so the notebook still runs on Colab), inserts one small markdown
    table "Parameters of this run" in their place, and puts :func:`colab_cell` first (also ``remove-cell``).
    It records the provenance (commit, device, torch) in ``metadata.rtsseg``.
-2. **Numbers are glued, never typed.** A notebook calls :func:`glue_result` (a number or a pre-formatted text,
-   shown in prose with ``{glue:text}`name``` in the same page or
-   ``{glue:text}`/book/<profile>/<step>.ipynb::name``` from another page) and :func:`glue_figure` (a figure
-   shown with ``{glue:figure}`` and a numbered caption). The names the landing page expects are in
-   :data:`GLUE_NAMES`; a name that no executed notebook defines is written as "not run in this edition" by
-   :func:`write_index`, so the book builds whatever subset of chapters has been rewritten.
+2. **Numbers are glued, never typed.** A notebook calls :func:`glue_result` (a number with its format, or a
+   pre-formatted text such as ``mean_std``'s), :func:`glue_figure` and :func:`glue_table`. Prose shows a value
+   with ``{glue:text}`name``` on the same page, or ``{glue:text}`/book/<profile>/<step>.ipynb::name:s``` from
+   another page (the trailing format is required there); a figure or table with a ``{glue:figure} name``
+   block carrying ``:name: fig-...``/``tbl-...`` and a caption (numbered, citable with ``{numref}``); from
+   another page only the plain ``{glue} name`` directive with ``:doc: path`` works. The names the landing
+   page expects are in :data:`GLUE_NAMES`; a name that no executed notebook defines is written as "not run
+   in this edition" by :func:`write_index`, so the book builds whatever subset of chapters has been rewritten.
+   Each chapter ends with a "Result" paragraph citing its glued numbers with their spread.
 3. **Colab one click away.** ``_config.yml`` holds the repository URL once (``repository.url``); the launch
    button of each chapter is derived from it by Jupyter Book, and :func:`colab_cell` pins ``rtsseg`` to the
    commit that executed the notebook, installing it with ``--no-deps`` (Colab's torch stays) plus the package's
@@ -401,15 +404,16 @@ def render_index(template: str, profile: str, found: dict[str, str], records: li
     def sub(m: re.Match) -> str:
         kind, name = m.group(1), m.group(2)
         if kind == "status":
-            return status_box(profile, records, found)
+            return _PLACEHOLDER.sub(sub, status_box(profile, records, found))
         where = found.get(name)
         if where is None:
             return NOT_RUN if kind == "glue" else f"```{{note}}\nThe figure `{name}` is {NOT_RUN.strip('*')}.\n```"
-        ref = f"/book/{profile}/{where}.ipynb::{name}"
-        if kind == "glue":
-            return f"{{glue:text}}`{ref}`"
+        doc = f"/book/{profile}/{where}.ipynb"
+        if kind == "glue":  # the role reads "path::key:format"; without a format it would split the key
+            return f"{{glue:text}}`{doc}::{name}:s`"
         caption = captions.get(name, GLUE_NAMES.get(name, ("", name))[1])
-        return f"```{{glue:figure}} {ref}\n:name: fig-{name.replace('_', '-')}\n:figwidth: 100%\n\n{caption}\n```"
+        # glue:figure cannot read another page (no :doc: option); the plain glue directive can
+        return f"```{{glue}} {name}\n:doc: {doc}\n```\n\n*{caption}*"
 
     return _PLACEHOLDER.sub(sub, template)
 
@@ -430,6 +434,8 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
         ":class: note",
         f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
         f"  (per chapter in {{doc}}`/book/{profile}/08_findings`); backbones {', '.join(backbones) or 'none'}.",
+        "- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"
+        " CamVid {{ glue:n_camvid_train }} train / {{ glue:n_camvid_val }} val images for segmentation.",
         f"- **Hardware** {', '.join(devices)}; torch {', '.join(torch_v)}; commit {', '.join(f'`{c}`' for c in commits)}.",
         "- **Not run here**: COCO-Stuff and full-size backbones (ViT-S/16, Swin-T, BoTNet-50 at 224 px) need the",
         "  `gpu` profile (see {doc}`/book/reproduce`)" + (f"; chapters without an executed notebook: {', '.join(missing)}." if missing else "."),

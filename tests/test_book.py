@@ -109,9 +109,9 @@ def test_index_writes_glue_or_not_run(tmp_path):
     (bk / "index.template.md").write_text("BT {{ glue:attn_auroc_bt }}; control {{ glue:attn_auroc_control }}.\n"
                                           "{{ figure:attn_grid }}\n{{ status }}\n")
     text = (book.write_index("smoke", bk)).read_text()
-    assert "{glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt`" in text
+    assert "{glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt:s`" in text
     assert f"control {book.NOT_RUN}." in text
-    assert "```{glue:figure} /book/smoke/05_attention_maps.ipynb::attn_grid" in text
+    assert "```{glue} attn_grid\n:doc: /book/smoke/05_attention_maps.ipynb\n```" in text
     assert "Profile** `smoke`: 1 of" in text and "CPU x2" in text and "`abc`" in text
     assert "{{" not in text
 
