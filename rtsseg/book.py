@@ -57,7 +57,8 @@ GLUE_NAMES: dict[str, tuple[str, str]] = {
     # 05 attention
     "attn_auroc_bt": ("05_attention_maps", "AUROC of Barlow Twins attention against the ground truth"),
     "attn_auroc_control": ("05_attention_maps", "AUROC of the attention-supervised positive control"),
-    "attn_grid": ("05_attention_maps", "figure: the attention grid (images × initialisations, shared scale)"),
+    "attn_grid": ("05_attention_maps", "figure: attention maps of the same images under each initialisation, "
+                                       "on one colour scale"),
     # 07 segmentation
     "seg_attn_minus_control": ("07_segmentation",
                                "mIoU of the attention-aware decoder minus its control, points, mean ± std"),
@@ -411,7 +412,8 @@ def render_index(template: str, profile: str, found: dict[str, str], records: li
         doc = f"/book/{profile}/{where}.ipynb"
         if kind == "glue":  # the role reads "path::key:format"; without a format it would split the key
             return f"{{glue:text}}`{doc}::{name}:s`"
-        caption = captions.get(name, GLUE_NAMES.get(name, ("", name))[1])
+        caption = captions.get(name, GLUE_NAMES.get(name, ("", name))[1].removeprefix("figure: "))
+        caption = caption[:1].upper() + caption[1:] + f" (from {{doc}}`{doc.removesuffix('.ipynb')}`)."
         # glue:figure cannot read another page (no :doc: option); the plain glue directive can
         return f"```{{glue}} {name}\n:doc: {doc}\n```\n\n*{caption}*"
 
