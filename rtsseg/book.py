@@ -436,8 +436,9 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
         ":class: note",
         f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
         f"  (per chapter in {{doc}}`/book/{profile}/08_findings`); backbones {', '.join(backbones) or 'none'}.",
-        "- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"
-        " CamVid {{ glue:n_camvid_train }} train / {{ glue:n_camvid_val }} val images for segmentation.",
+        ("- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"
+         " CamVid {{ glue:n_camvid_train }} train / {{ glue:n_camvid_val }} val images for segmentation."
+         if {"n_tin_train", "n_camvid_train"} <= set(found) else f"- **Scale** see {{doc}}`/book/{profile}/01_data`."),
         f"- **Hardware** {', '.join(devices)}; torch {', '.join(torch_v)}; commit {', '.join(f'`{c}`' for c in commits)}.",
         "- **Not run here**: COCO-Stuff and full-size backbones (ViT-S/16, Swin-T, BoTNet-50 at 224 px) need the",
         "  `gpu` profile (see {doc}`/book/reproduce`)" + (f"; chapters without an executed notebook: {', '.join(missing)}." if missing else "."),
