@@ -6,7 +6,8 @@
 Checks, per page (after MathJax has typeset): a broken image; an error output (a traceback) or a stderr
 output; a table wider than the text column; a raw ``\\(`` / ``\\[`` / ``$$`` outside code (maths not rendered);
 an absolute path in an output (print paths with rtsseg.book.rel); an unresolved citation or cross-reference (``{cite}`` left as text, a reference rendered without a link, a
-``[key]`` that sphinxcontrib-bibtex could not find); a request to the network (the book must work offline).
+``[key]`` that sphinxcontrib-bibtex could not find); a run record
+with a ``+dirty`` commit; a request to the network (the book must work offline).
 A screenshot of each page goes to ``book/_build/screenshots/``. Exit status 1 when any page has a problem.
 
 Chromium is driven over the DevTools protocol (``websocket-client``); Debian's package is ``chromium``.
@@ -69,6 +70,7 @@ CHECK_JS = r"""
     const m = (el.innerText || '').match(absolute);
     if (m) problems.push('absolute path in an output: ' + m[0].trim().slice(0, 100));
   }
+  if ((article.innerText || '').includes('+dirty')) problems.push('a run record names a +dirty commit: execute the book from a clean commit');
   for (const el of article.querySelectorAll('span.xref, span.pending_xref, .problematic')) {
     if (!el.closest('a')) problems.push('unresolved reference: ' + text(el));
   }

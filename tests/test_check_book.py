@@ -38,6 +38,7 @@ def test_check_book_catches_defects(tmp_path):
         "wide.html": "<table><tr>" + "<td>a_very_long_unbreakable_cell_content_xxxxxxxx</td>" * 12 + "</tr></table>",
         "maths.html": "<p>The loss \\(C = z_1^\\top z_2 / N\\) is drawn by MathJax.</p>",
         "path.html": "<div class='cell_output'><pre>saved to /work/wt/book/runs/x.pt</pre></div>",
+        "dirty.html": "<table><tr><td>commit</td><td>abc123+dirty</td></tr></table>",
         "cite.html": "<p>As shown by {cite}`caron2021dino`. See <span class='xref std std-doc'>reproduce</span>.</p>",
     }
     for name, body in pages.items():
@@ -52,6 +53,7 @@ def test_check_book_catches_defects(tmp_path):
     assert any("\\(" in p for p in report["maths.html"])
     assert any("{cite}" in p for p in report["cite.html"])
     assert any("absolute path" in p for p in report["path.html"])
+    assert any("+dirty" in p for p in report["dirty.html"])
     assert any("unresolved reference" in p for p in report["cite.html"])
     assert (tmp_path / "shots" / "sub__image.png").stat().st_size > 0
     assert len(list((tmp_path / "shots").glob("*.png"))) == len(pages)
