@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rtsseg.book import prepare_for_book, write_index
 from rtsseg.config import REPO_ROOT, data_root
 from rtsseg.profiles import BOOK, PROFILES, STEPS, Step, executed_notebook, run_dir, step_params
 
@@ -277,6 +278,7 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
     _prefer_this_python_kernel()
     os.environ.setdefault("TQDM_MININTERVAL", "10")  # progress bars stream to the terminal, not every 0.1 s
     running = run_dir(profile, "running", f"{step.name}.ipynb")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # and none reaches the book (widgets need a CDN offline)
     failed = run_dir(profile, "failed", f"{step.name}.ipynb")
     running.parent.mkdir(parents=True, exist_ok=True)
     print(f"[rtsseg] {profile}/{step.name}: running with {params}", flush=True)
@@ -300,6 +302,7 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
     executed = nbformat.read(running, as_version=4)
     executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": params, "wall_s": round(wall, 1),
                                    "upstream": upstream or {}}
+    prepare_for_book(executed, params)  # hidden code, parameters table, Colab cell, provenance (rtsseg/book.py)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".ipynb.tmp")
     nbformat.write(executed, tmp)
@@ -467,6 +470,7 @@ def build_book(profile: str) -> Path:
         )
     out = book_output(profile)
     check_writable(out)
+    write_index(profile)  # book/<profile>/index.md: the landing page, glued from the executed notebooks
     cmd = [
         sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT), "--path-output", str(out),
         "--toc", str(toc_for(profile)), "--config", str(REPO_ROOT / "_config.yml"),

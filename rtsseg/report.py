@@ -14,14 +14,38 @@ import torch
 from rtsseg.config import REPO_ROOT
 
 
+#: Paths whose changes do not make a run's inputs differ from its commit: the executed outputs themselves
+#: (a profile run writes book/<profile>/ while it runs) and git-ignored run folders.
+_NOT_SOURCES = ("book", "runs")
+
+
 def _git_commit() -> str:
+    """The commit the code ran from, ``+dirty`` when any tracked or untracked (not ignored) file outside
+    ``book/`` differs from it; outside a git checkout (a pip install from git) the commit pip recorded."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "rtsseg", "notebooks"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
+        if head.returncode == 0 and head.stdout.strip():
+            status = subprocess.run(
+                ["git", "status", "--porcelain", "--", ".", *(f":(exclude){p}" for p in _NOT_SOURCES)],
+                cwd=REPO_ROOT, capture_output=True, text=True,
+            )
+            dirty = status.returncode != 0 or bool(status.stdout.strip())
+            return head.stdout.strip() + ("+dirty" if dirty else "")
     except OSError:
-        return "unknown"
+        pass
+    return _installed_commit() or "unknown"
+
+
+def _installed_commit() -> str | None:
+    """``pip install "rtsseg @ git+URL@COMMIT"`` records the commit in the distribution's direct_url.json."""
+    from importlib import metadata
+
+    try:
+        info = json.loads(metadata.distribution("rtsseg").read_text("direct_url.json") or "{}")
+    except metadata.PackageNotFoundError:
+        return None
+    commit = info.get("vcs_info", {}).get("commit_id")
+    return commit[:12] if commit else None
 
 
 #: Papermill writes the injected cell as this comment followed by one assignment per parameter.
@@ -66,7 +90,13 @@ def notebook_params(namespace: dict, step: str) -> dict:
     from rtsseg.profiles import step as find_step
 
     s = find_step(step)
-    declared = declared_parameters(read_notebook(s), s.source)
+    if s.source.is_file():
+        declared = declared_parameters(read_notebook(s), s.source)
+    else:  # rtsseg installed without its notebooks (Colab): the names the profiles set, as the notebook has them
+        from rtsseg.profiles import PROFILES
+
+        names = {"profile", "seed", "seeds", "data_root"}.union(*(p.get(s.name, {}) for p in PROFILES.values()))
+        declared = {n: None for n in sorted(names) if n in namespace}
     unknown = [name for name in injected_parameters(namespace) if name not in declared]
     if unknown:
         raise NotebookParameterError(
@@ -153,7 +183,8 @@ def _conform(value, hint) -> tuple[bool, object]:
 
 @dataclass
 class RunRecord:
-    """Start it after the parameters cell; ``finish()`` returns a one-row table for the notebook's end."""
+    """Start it after the parameters cell; ``finish()`` returns the record (one column: field -> value) for the
+    notebook's end. The parameters themselves are shown at the top of the page (rtsseg.book.prepare_for_book)."""
 
     step: str
     params: dict
@@ -174,8 +205,10 @@ class RunRecord:
             "python": platform.python_version(),
             "commit": _git_commit(),
         }
-        print("parameters:", json.dumps(self.params, default=str))
-        return pd.DataFrame([row]).set_index("step")
+        # one column, one field per row: fits the page (the one-row form was wider than the text column)
+        table = pd.DataFrame([row]).set_index("step").T
+        table.index.name = "run record"
+        return table
 
 
 def results_dir(profile: str):
@@ -187,14 +220,48 @@ def results_dir(profile: str):
 
 
 def save_results(profile: str, name: str, table) -> None:
-    """Keep a chapter's headline table (a DataFrame) for the summary chapter: ``runs/<profile>/results/<name>.csv``."""
-    table.to_csv(results_dir(profile) / f"{name}.csv")
+    """Keep a chapter's headline table (a DataFrame) for the findings chapter: ``runs/<profile>/results/<name>.json``
+    (exact: multi-level index and columns, their names, the cell values) and ``<name>.csv`` beside it for people.
+    """
+    out = results_dir(profile)
+    table.to_csv(out / f"{name}.csv")
+    (out / f"{name}.json").write_text(json.dumps(_table_to_dict(table), default=str, indent=1))
+
+
+def _labels(index) -> list:
+    return [list(v) if isinstance(v, tuple) else v for v in index.tolist()]
+
+
+def _table_to_dict(table) -> dict:
+    return {
+        "index_names": list(table.index.names), "column_names": list(table.columns.names),
+        "index": _labels(table.index), "columns": _labels(table.columns),
+        "data": table.astype(object).where(table.notna(), None).values.tolist(),
+    }
+
+
+def _table_from_dict(d: dict):
+    import pandas as pd
+
+    def make(labels, names):
+        if len(names) > 1:
+            return pd.MultiIndex.from_tuples([tuple(v) for v in labels], names=names)
+        return pd.Index(labels, name=names[0])
+
+    table = pd.DataFrame(d["data"], index=make(d["index"], d["index_names"]),
+                         columns=make(d["columns"], d["column_names"]))
+    return table.infer_objects()
 
 
 def read_results(profile: str) -> dict:
+    """name -> the table exactly as the chapter saved it (older CSV-only results are read as flat tables)."""
     import pandas as pd
 
-    return {p.stem: pd.read_csv(p, index_col=0) for p in sorted(results_dir(profile).glob("*.csv"))}
+    out = {}
+    for p in sorted(results_dir(profile).glob("*.csv")):
+        js = p.with_suffix(".json")
+        out[p.stem] = _table_from_dict(json.loads(js.read_text())) if js.is_file() else pd.read_csv(p, index_col=0)
+    return out
 
 
 def compute_budget(profile: str, steps: list[str]):

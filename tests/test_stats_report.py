@@ -54,3 +54,10 @@ def test_notebook_params_rejects_bad_values():
         report.notebook_params({**ns, "n_examples": "4"}, "01")
     with pytest.raises(NotebookParameterError, match="profile='laptop'"):
         report.notebook_params({**ns, "profile": "laptop"}, "01")
+
+
+def test_notebook_params_without_notebook_sources(monkeypatch, tmp_path):
+    """Installed from git (Colab), rtsseg has no notebooks/: the run record still gets the parameters it can name."""
+    monkeypatch.setattr("rtsseg.profiles.NOTEBOOKS", tmp_path)
+    ns = {"profile": "smoke", "data_root": None, "seed": 0, "n_examples": 2, "other": 1}
+    assert report.notebook_params(ns, "01_data") == {"data_root": None, "profile": "smoke", "seed": 0, "n_examples": 2}

@@ -1,0 +1,585 @@
+"""Conventions of the rendered book: every notebook of ``notebooks/`` follows them.
+
+The book is a report over hidden code. These are the rules, and the helpers that implement them:
+
+1. **Code hidden, parameters as a table.** :func:`prepare_for_book` is applied by the pipeline to each executed
+   notebook before it is written to ``book/<profile>/<step>.ipynb``. It tags every code cell ``remove-input``
+   (the output stays; cells tagged ``hide-input`` in the source keep a "show code" toggle instead; a cell
+   tagged ``remove-cell`` disappears), tags the ``parameters`` and papermill ``injected-parameters`` cells
+   ``remove-cell`` (they stay in the .ipynb so the notebook still runs on Colab), inserts one small markdown
+   table "Parameters of this run" in their place, and puts :func:`colab_cell` first (also ``remove-cell``).
+   It records the provenance (commit, device, torch) in ``metadata.rtsseg``.
+2. **Numbers are glued, never typed.** A notebook calls :func:`glue_result` (a number with its format, or a
+   pre-formatted text such as ``mean_std``'s), :func:`glue_figure` and :func:`glue_table`. Prose shows a value
+   with ``{glue:text}`name``` on the same page, or ``{glue:text}`/book/<profile>/<step>.ipynb::name:s``` from
+   another page (the trailing format is required there); a figure or table with a ``{glue:figure} name``
+   block carrying ``:name: fig-...``/``tbl-...`` and a caption (numbered, citable with ``{numref}``); from
+   another page only the plain ``{glue} name`` directive with ``:doc: path`` works. The names the landing
+   page expects are in :data:`GLUE_NAMES`; a name that no executed notebook defines is written as "not run
+   in this edition" by :func:`write_index`, so the book builds whatever subset of chapters has been rewritten.
+   Each chapter ends with a "Result" paragraph citing its glued numbers with their spread.
+3. **Colab one click away.** ``_config.yml`` holds the repository URL once (``repository.url``); the launch
+   button of each chapter is derived from it by Jupyter Book, and :func:`colab_cell` pins ``rtsseg`` to the
+   commit that executed the notebook, installing it with ``--no-deps`` (Colab's torch stays) plus the package's
+   non-torch dependencies, only when ``import rtsseg`` fails.
+4. **Nothing machine-specific on the page.** Logs and progress bars go to stderr (``nb_output_stderr: remove``
+   in ``_config.yml``; ``TQDM_DISABLE=1`` while the pipeline executes); paths are printed with :func:`rel`.
+5. **Readable figures.** Call :func:`figure_style` once after the imports: fonts >= 10 pt at the rendered size
+   (figures are at most :data:`PAGE_WIDTH_IN` inches wide, the width of the book's text column, so they are
+   never scaled down), a colour bar on every compared map (see the plotting helpers), no float noise in
+   tables (format with ``mean_std`` or ``round``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from rtsseg.config import REPO_ROOT
+
+#: Glue names the landing page and the findings chapter read: name -> (step that defines it, meaning).
+GLUE_NAMES: dict[str, tuple[str, str]] = {
+    # 01_data
+    "n_tin_classes": ("01_data", "number of Tiny-ImageNet classes in the data root"),
+    "n_tin_train": ("01_data", "Tiny-ImageNet training images (the unlabelled pretraining pool)"),
+    "n_tin_val": ("01_data", "Tiny-ImageNet validation images (with boxes)"),
+    "tin_chance": ("01_data", "chance accuracy on Tiny-ImageNet, % (100 / number of classes)"),
+    "n_camvid_classes": ("01_data", "CamVid classes scored (void ignored)"),
+    "n_camvid_train": ("01_data", "CamVid training images"),
+    "n_camvid_val": ("01_data", "CamVid validation images"),
+    "fig_camvid_examples": ("01_data", "figure: CamVid images and labels"),
+    "fig_tin_examples": ("01_data", "figure: Tiny-ImageNet images with boxes"),
+    # 02/03 pretraining, 06 embeddings
+    "bt_knn_gain": ("06_embeddings", "k-NN top-1 of Barlow Twins minus random init, points, mean ± std over seeds"),
+    "dino_knn_gain": ("06_embeddings", "k-NN top-1 of DINO minus random init, points, mean ± std over seeds"),
+    # 05 attention
+    "attn_auroc_bt": ("05_attention_maps", "AUROC of Barlow Twins attention against the ground truth"),
+    "attn_auroc_control": ("05_attention_maps", "AUROC of the attention-supervised positive control"),
+    "attn_grid": ("05_attention_maps", "figure: attention maps of the same images under each initialisation, "
+                                       "on one colour scale"),
+    # 07 segmentation
+    "seg_attn_minus_control": ("07_segmentation",
+                               "mIoU of the attention-aware decoder minus its control, points, mean ± std"),
+}
+
+#: Text column width of sphinx-book-theme at a 1280 px window, in inches at 96 dpi: figures no wider than this
+#: are shown at their own size, so a 10 pt font stays 10 pt.
+PAGE_WIDTH_IN = 8.0
+NOT_RUN = "*not run in this edition*"
+
+# ---- settings ---------------------------------------------------------------------------------------------
+
+
+def book_config(path: Path | None = None) -> dict:
+    import yaml
+
+    return yaml.safe_load((path or REPO_ROOT / "_config.yml").read_text()) or {}
+
+
+def repo_url(config: dict | None = None) -> str:
+    """The one place the repository URL lives: ``repository.url`` in ``_config.yml``."""
+    url = (book_config() if config is None else config).get("repository", {}).get("url")
+    if not url:
+        raise ValueError("_config.yml has no repository.url. Fix: set repository: {url: https://github.com/OWNER/rtsseg}")
+    return url.rstrip("/")
+
+
+def colab_url(profile: str, step: str, config: dict | None = None, branch: str = "main") -> str:
+    """The "Open in Colab" address of an executed notebook of the book (as Jupyter Book's launch button builds it)."""
+    gh = repo_url(config).removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{gh}/blob/{branch}/book/{profile}/{step}.ipynb"
+
+
+# ---- provenance -------------------------------------------------------------------------------------------
+
+
+def provenance() -> dict:
+    """Commit (with ``+dirty`` when the sources differ from it), device, torch version: the run record's machine part."""
+    import platform
+
+    import torch
+
+    from rtsseg.report import _git_commit
+
+    return {
+        "commit": _git_commit(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU x{os.cpu_count()}",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+# ---- notebooks --------------------------------------------------------------------------------------------
+
+
+def runtime_requirements() -> list[str]:
+    """The package's dependencies minus torch/torchvision (Colab's own builds stay)."""
+    import tomllib
+
+    deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [d for d in deps if re.split(r"[<>=!~ \[]", d, maxsplit=1)[0] not in ("torch", "torchvision")]
+
+
+def colab_cell_source(url: str, commit: str, requirements: list[str], data: str = "/content/data") -> str:
+    """The first cell of every book notebook; harmless outside Colab (it only acts when rtsseg is missing).
+
+    Only the requirements that are missing are installed, so Colab's preinstalled stack (torch first) stays.
+    """
+    reqs = ", ".join(repr(r) for r in requirements)
+    return f"""\
+# Colab / fresh environment: run this cell first. Nothing happens where rtsseg is already importable.
+import importlib, importlib.metadata, importlib.util, re, sys
+if importlib.util.find_spec("rtsseg") is None:
+    # rtsseg pinned to the commit that executed this notebook; --no-deps keeps Colab's own torch and torchvision
+    %pip install -q --no-deps "rtsseg @ git+{url}@{commit}"
+    def _missing(req):
+        try:
+            importlib.metadata.version(re.split(r"[<>=!~ \\[]", req, maxsplit=1)[0])
+            return False
+        except importlib.metadata.PackageNotFoundError:
+            return True
+    _todo = [r for r in [{reqs}] if _missing(r)]
+    if _todo:
+        %pip install -q {{" ".join(repr(r) for r in _todo)}}
+    importlib.invalidate_caches()
+if "google.colab" in sys.modules:
+    %env RTSSEG_DATA={data}
+    # Data: `!rtsseg download tiny-imagenet {data}` and `!rtsseg download camvid {data}` (see the Reproduce page).
+    # Checkpoints survive a Colab session only on Drive:
+    #   from google.colab import drive; drive.mount("/content/drive")
+    #   %env RTSSEG_RUNS=/content/drive/MyDrive/rtsseg-runs
+"""
+
+
+def colab_cell(commit: str | None = None, config: dict | None = None):
+    import nbformat
+
+    commit = (commit or provenance()["commit"]).removesuffix("+dirty")
+    cell = nbformat.v4.new_code_cell(colab_cell_source(repo_url(config), commit, runtime_requirements()))
+    cell.metadata["tags"] = ["remove-cell", "colab-setup"]
+    return cell
+
+
+def _fmt_param(value) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text.replace("|", "\\|")
+
+
+def parameters_markdown(params: dict) -> str:
+    """One small markdown table: parameter | value (the injected values, else the defaults)."""
+    rows = "\n".join(f"| `{k}` | `{_fmt_param(v)}` |" for k, v in params.items())
+    return f"**Parameters of this run**\n\n| parameter | value |\n|---|---|\n{rows}\n"
+
+
+def show_parameters(params: dict):
+    """The same table for a notebook that wants it in its own output (e.g. run outside the pipeline)."""
+    from IPython.display import Markdown
+
+    return Markdown(parameters_markdown(params))
+
+
+def _tags(cell) -> list[str]:
+    return cell.setdefault("metadata", {}).setdefault("tags", [])
+
+
+def prepare_for_book(nb, params: dict | None = None, commit: str | None = None, config: dict | None = None):
+    """Make an executed notebook a book page (see the module docstring, rule 1). Returns ``nb`` (modified in place).
+
+    Idempotent: a notebook prepared twice is prepared once.
+    """
+    import nbformat
+
+    if nb.metadata.get("rtsseg", {}).get("prepared"):
+        return nb
+    if params is None:
+        params = nb.metadata.get("papermill", {}).get("parameters") or {}
+    cells, table_at = [], None
+    for cell in nb.cells:
+        tags = _tags(cell)
+        if cell.cell_type != "code":
+            cells.append(cell)
+            continue
+        if "parameters" in tags or "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+            table_at = len(cells) if table_at is None else table_at
+        elif not {"remove-cell", "remove-input", "hide-input", "hide-cell"} & set(tags):
+            tags.append("remove-input")
+        # stderr (logs, tqdm) never reaches the page, even where nb_output_stderr is not set
+        cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        cells.append(cell)
+    if table_at is not None:
+        table = nbformat.v4.new_markdown_cell(parameters_markdown(params))
+        table.metadata["tags"] = ["parameters-table"]
+        cells.insert(_after_params(cells, table_at), table)
+    cells.insert(0, colab_cell(commit, config))
+    nb.cells = cells
+    meta = nb.metadata.setdefault("rtsseg", {})
+    meta.update({"prepared": True, **provenance()})
+    if commit:
+        meta["commit"] = commit
+    return nb
+
+
+def _after_params(cells, first: int) -> int:
+    """Index just after the run of parameter cells starting at ``first`` (default, then injected)."""
+    i = first
+    while i < len(cells) and cells[i].cell_type == "code" and {"parameters", "injected-parameters"} & set(_tags(cells[i])):
+        i += 1
+    return i
+
+
+# ---- glue -------------------------------------------------------------------------------------------------
+
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, variable, display: bool = True) -> None:
+    """``myst_nb.glue`` itself (same output format), so that a notebook runs where myst-nb is not installed (Colab)."""
+    import IPython
+    from IPython.display import display as ipy_display
+
+    mimebundle, metadata = IPython.core.formatters.format_display_data(variable)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = dict(name=name, mime_prefix=prefix)
+    ipy_display({prefix + k: v for k, v in mimebundle.items()}, raw=True, metadata=metadata)
+
+
+class GluedText(str):
+    """A string whose ``repr`` is itself, so ``{glue:text}`` shows ``3.1 ± 0.4`` and not ``'3.1 ± 0.4'``."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def glue_result(name: str, value, fmt: str | None = None, display: bool = False):
+    """Glue a number (formatted with ``fmt``, e.g. ``".1f"``, or ``"{:.1f} %"``) or a text under ``name``.
+
+    ``display=False``: the value appears only where the prose cites it. Returns None, so that a call on a
+    cell's last line displays nothing.
+    """
+    if fmt is None:
+        text = str(value)
+    elif "{" in fmt:
+        text = fmt.format(value)
+    else:
+        text = format(value, fmt)
+    # myst-nb reads a glued text/plain back with ast.literal_eval: "20,000" would render as the tuple "(20, 0)".
+    # Thousands are grouped with a narrow no-break space instead (the SI style).
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "\u202f", text)
+    glue(name, GluedText(text), display=display)
+
+
+def glue_figure(name: str, fig, display: bool = False):
+    """Glue a matplotlib figure; the page shows it with ``{glue:figure} name`` and a ``:name:``/caption."""
+    import matplotlib.pyplot as plt
+
+    glue(name, fig, display=display)
+    plt.close(fig)  # else the inline backend shows it a second time at the end of the cell
+
+
+def glue_table(name: str, table, display: bool = False):
+    """Glue a DataFrame; the page shows it with ``{glue:figure} name``, ``:name: tbl-...`` and a caption.
+
+    Keep it narrower than the page: at most ~7 columns of short text, else transpose or split it.
+    """
+    glue(name, table, display=display)
+
+
+# ---- figures and paths ------------------------------------------------------------------------------------
+
+
+def figure_style() -> dict:
+    """Matplotlib settings of every book figure: 10-11 pt text at the rendered size, page-wide figures."""
+    import matplotlib as mpl
+
+    rc = {
+        "figure.figsize": (PAGE_WIDTH_IN, PAGE_WIDTH_IN * 0.5),
+        "figure.dpi": 96,  # 1 inch of figure = 96 CSS px: the size it is drawn at is the size it is shown at
+        "savefig.dpi": 144,  # sharp on high-density screens, still shown at figure inches
+        "savefig.bbox": "tight",
+        "font.size": 10,
+        "axes.titlesize": 11,
+        "axes.labelsize": 10,
+        "xtick.labelsize": 10,
+        "ytick.labelsize": 10,
+        "legend.fontsize": 10,
+        "figure.titlesize": 12,
+        "lines.markersize": 5,
+        "image.cmap": "viridis",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+    mpl.rcParams.update(rc)
+    try:  # inline backend: keep the figure's own size (no tight re-crop beyond bbox) and a retina-sharp png
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    except ImportError:
+        pass
+    return rc
+
+
+def rel(path: str | os.PathLike, roots: dict[str, str | os.PathLike] | None = None) -> str:
+    """``path`` relative to the data root (``$RTSSEG_DATA/...``), the runs root or the repository, never absolute."""
+    from rtsseg.config import data_root, runs_root
+
+    p = Path(path).expanduser().resolve()
+    if roots is None:
+        roots = {"$RTSSEG_DATA": data_root(must_exist=False), "$RTSSEG_RUNS": runs_root(), ".": REPO_ROOT}
+    for label, root in roots.items():
+        try:
+            sub = p.relative_to(Path(root).resolve())
+        except ValueError:
+            continue
+        return f"{label}/{sub.as_posix()}" if sub.parts else label
+    return p.name
+
+
+# ---- the landing page -------------------------------------------------------------------------------------
+
+
+def glue_keys(path: Path) -> set[str]:
+    """The glue names an executed notebook defines (myst-nb keeps them in each output's ``scrapbook`` metadata)."""
+    import nbformat
+
+    if not Path(path).is_file():
+        return set()
+    nb = nbformat.read(path, as_version=4)
+    return {
+        o["metadata"]["scrapbook"]["name"]
+        for c in nb.cells if c.cell_type == "code"
+        for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})
+    }
+
+
+def executed_glue(profile: str, book: Path | None = None) -> dict[str, str]:
+    """glue name -> step that defines it, over the executed notebooks ``book/<profile>/*.ipynb``."""
+    folder = (book or REPO_ROOT / "book") / profile
+    found: dict[str, str] = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        for key in glue_keys(path):
+            found.setdefault(key, path.stem)
+    return found
+
+
+def run_records(profile: str, book: Path | None = None) -> list[dict]:
+    """One row per executed notebook: step, wall time, commit, device, torch (from the notebook's metadata)."""
+    import nbformat
+
+    rows = []
+    for path in sorted(((book or REPO_ROOT / "book") / profile).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        meta, pm = nb.metadata.get("rtsseg", {}), nb.metadata.get("papermill", {})
+        rows.append({
+            "step": path.stem,
+            "wall time (min)": round((meta.get("wall_s") or pm.get("duration") or 0.0) / 60, 1),
+            "seeds": _seeds(meta.get("params", {})),
+            "backbones": ", ".join(meta.get("params", {}).get("backbones", [])),
+            "commit": meta.get("commit", "not recorded"),
+            "device": meta.get("device", "not recorded"),
+            "torch": meta.get("torch", "not recorded"),
+            "executed": (pm.get("end_time") or "")[:10],
+        })
+    return rows
+
+
+def _seeds(params: dict) -> str:
+    seeds = params.get("seeds", params.get("seed"))
+    return "–" if seeds is None else json.dumps(seeds)
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status)(?::([A-Za-z0-9_]+))?\s*\}\}")
+
+
+def render_index(template: str, profile: str, found: dict[str, str], records: list[dict], figure_caption=None) -> str:
+    """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}`` and ``{{ status }}`` in the landing-page template.
+
+    A name no executed notebook defines becomes "not run in this edition", so the book always builds.
+    """
+    captions = figure_caption or {}
+
+    def sub(m: re.Match) -> str:
+        kind, name = m.group(1), m.group(2)
+        if kind == "status":
+            return _PLACEHOLDER.sub(sub, status_box(profile, records, found))
+        where = found.get(name)
+        if where is None:
+            return NOT_RUN if kind == "glue" else f"```{{note}}\nThe figure `{name}` is {NOT_RUN.strip('*')}.\n```"
+        doc = f"/book/{profile}/{where}.ipynb"
+        if kind == "glue":  # the role reads "path::key:format"; without a format it would split the key
+            return f"{{glue:text}}`{doc}::{name}:s`"
+        caption = captions.get(name, GLUE_NAMES.get(name, ("", name))[1].removeprefix("figure: "))
+        caption = caption[:1].upper() + caption[1:] + f" (from {{doc}}`{doc.removesuffix('.ipynb')}`)."
+        # glue:figure cannot read another page (no :doc: option); the plain glue directive can
+        return f"```{{glue}} {name}\n:doc: {doc}\n```\n\n*{caption}*"
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
+    from rtsseg.profiles import STEPS
+
+    ran = {r["step"] for r in records}
+    missing = [s.name for s in STEPS if s.name not in ran]
+    devices = sorted({r["device"] for r in records}) or ["none"]
+    commits = sorted({r["commit"] for r in records}) or ["none"]
+    torch_v = sorted({r["torch"] for r in records}) or ["none"]
+    total = sum(r["wall time (min)"] for r in records)
+    backbones = sorted({b.strip() for r in records for b in r.get("backbones", "").split(",") if b.strip()})
+    expected = sorted(set(GLUE_NAMES) - set(found))
+    lines = [
+        "```{admonition} This edition",
+        ":class: note",
+        f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
+        f"  (per chapter in {{doc}}`/book/{profile}/08_findings`); backbones {', '.join(backbones) or 'none'}.",
+        ("- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"
+         " CamVid {{ glue:n_camvid_train }} train / {{ glue:n_camvid_val }} val images for segmentation."
+         if {"n_tin_train", "n_camvid_train"} <= set(found) else f"- **Scale** see {{doc}}`/book/{profile}/01_data`."),
+        f"- **Hardware** {', '.join(devices)}; torch {', '.join(torch_v)}; commit {', '.join(f'`{c}`' for c in commits)}.",
+        "- **Not run here**: COCO-Stuff and full-size backbones (ViT-S/16, Swin-T, BoTNet-50 at 224 px) need the",
+        "  `gpu` profile (see {doc}`/book/reproduce`)" + (f"; chapters without an executed notebook: {', '.join(missing)}." if missing else "."),
+    ]
+    if expected:
+        lines.append(f"- Results this edition does not define yet: {', '.join(f'`{k}`' for k in expected)}.")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def write_index(profile: str, book: Path | None = None) -> Path:
+    """Write ``book/<profile>/index.md`` (the landing page of that profile's book) from ``book/index.template.md``."""
+    book = book or REPO_ROOT / "book"
+    template = (book / "index.template.md").read_text()
+    text = render_index(template, profile, executed_glue(profile, book), run_records(profile, book))
+    out = book / profile / "index.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = "<!-- Generated by rtsseg.book.write_index from book/index.template.md: edit the template. -->\n"
+    out.write_text(header + text)
+    return out
+
+
+# ---- the findings chapter ---------------------------------------------------------------------------------
+
+#: Result-table name prefix (``save_results(profile, "<prefix>_...", table)``) -> its chapter, in book order.
+RESULT_CHAPTERS: list[tuple[str, str]] = [
+    ("data", "1. data"),
+    ("pretrain", "2. Barlow Twins"),
+    ("dino", "3. DINO"),
+    ("supervised", "4. supervised"),
+    ("attention", "5. attention"),
+    ("embeddings", "6. embeddings"),
+    ("segmentation", "7. segmentation"),
+]
+#: Column order of the initialisations compared across chapters; other columns follow in order of appearance.
+INIT_ORDER = ["random", "supervised", "barlow twins", "dino", "attention-supervised"]
+
+#: Published anchors (from the project's anchors list), by result-name prefix: (note label, text, bib key).
+ANCHORS: dict[str, tuple[str, str, str]] = {
+    "pretrain": ("a", "Barlow Twins, ResNet-50, ImageNet linear top-1: 73.2 % (1000 epochs, batch 2048)",
+                 "zbontar2021barlow"),
+    "dino": ("b", "DINO, ViT-S/16, ImageNet k-NN / linear top-1: 74.5 / 77.0 %", "caron2021dino"),
+    "embeddings": ("b", "DINO, ViT-S/16, ImageNet k-NN / linear top-1: 74.5 / 77.0 %", "caron2021dino"),
+    "attention": ("c", "Jaccard of 60 %-mass masks with VOC12 objects, ViT-S/16 best head: random 22.0, "
+                       "supervised 27.3, DINO 45.9", "caron2021dino"),
+    "segmentation": ("d", "COCO-Stuff-27 linear probe, STEGO ViT-B/8: 41.0 mIoU (unsupervised 28.2)",
+                     "hamilton2022stego"),
+}
+_ANCHOR_SHORT = {"a": "73.2 (a)", "b": "74.5 / 77.0 (b)", "c": "22.0 / 27.3 / 45.9 (c)", "d": "41.0 (d)"}
+
+
+def chapter_of(result_name: str) -> str:
+    for prefix, chapter in RESULT_CHAPTERS:
+        if result_name.startswith(prefix):
+            return chapter
+    return "other"
+
+
+def _cell(value) -> str:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return ci95(str(value))
+
+
+def findings_table(results: dict):
+    """One table of every chapter's saved results, in chapter order, narrow enough for the page.
+
+    Rows: (chapter, "result · row of the chapter's table [· measure]"); columns: ("mean [95 % CI] over seeds",
+    initialisation) for the initialisations of :data:`INIT_ORDER`, ("mean [95 % CI] over seeds", "value") for
+    a chapter whose columns are measures rather than initialisations (each measure becomes a row), and
+    ("published", "anchor"). Multi-level columns (e.g. metric × init) move their outer levels into the row label.
+    """
+    import pandas as pd
+
+    order = {chapter: i for i, (_, chapter) in enumerate(RESULT_CHAPTERS)}
+    rows = []
+    for name, table in sorted(results.items(), key=lambda kv: (order.get(chapter_of(kv[0]), 99), kv[0])):
+        t = table
+        if t.columns.nlevels > 1:
+            t = t.stack(level=list(range(t.columns.nlevels - 1)), future_stack=True)
+        by_init = all(str(c) in INIT_ORDER for c in t.columns)
+        anchor = next((a for prefix, a in ANCHORS.items() if name.startswith(prefix)), None)
+        for idx, row in t.iterrows():
+            label = " · ".join([name.replace("_", " "), *(str(i) for i in (idx if isinstance(idx, tuple) else (idx,)))])
+            for col, value in row.items():
+                rows.append({"chapter": chapter_of(name), "row": label if by_init else f"{label} · {col}",
+                             "column": str(col) if by_init else "value", "value": _cell(value),
+                             "anchor": _ANCHOR_SHORT.get(anchor[0], anchor[0]) if anchor else ""})
+    if not rows:
+        return pd.DataFrame()
+    long = pd.DataFrame(rows)
+    seen = set(long["column"])
+    columns = [c for c in INIT_ORDER if c in seen] + (["value"] if "value" in seen else [])
+    keys = ["chapter", "row"]
+    wide = long.pivot_table(index=keys, columns="column", values="value", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=columns).fillna("")
+    wide.columns = pd.MultiIndex.from_product([["mean [95 % CI] over seeds"], columns])
+    anchors = long.groupby(keys, sort=False)["anchor"].first()
+    wide[("published", "anchor")] = anchors.reindex(wide.index).values
+    wide.index.names = ["chapter", "result · row"]
+    return wide
+
+
+def anchor_notes(results: dict) -> str:
+    """The notes (a), (b)… of the anchors the findings table uses, with their citations (MyST markdown)."""
+    used = {a for prefix, a in ANCHORS.items() if any(n.startswith(prefix) for n in results)}
+    return "\n".join(f"- ({label}) {text} {{cite}}`{key}`." for label, text, key in sorted(used))
+
+
+def budget_table(profile: str, book: Path | None = None, exclude: tuple[str, ...] = ("08_findings",)):
+    """The compute budget: each chapter's own run record (from its executed notebook) and their sum."""
+    import pandas as pd
+
+    rows = [{k: v for k, v in r.items() if k not in ("backbones", "executed")}
+            for r in run_records(profile, book) if r["step"] not in exclude]
+    table = pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame(columns=["wall time (min)"])
+    total = {c: "" for c in table.columns}
+    total["wall time (min)"] = round(float(table["wall time (min)"].sum()), 1) if rows else 0.0
+    table.loc["total"] = total
+    return table
+
+
+# ---- uncertainty ------------------------------------------------------------------------------------------
+
+_MEAN_STD = re.compile(r"^\s*(-?[\d.]+)\s*(?:±\s*([\d.]+))?\s*\(n=(\d+)\)\s*$")
+
+
+def ci95(text: str, decimals: int = 1) -> str:
+    """``"m ± s (n=k)"`` (from :func:`rtsseg.stats.mean_std`) -> ``"m [lo, hi]"``, the 95 % t-interval of the mean.
+
+    A single run has no interval: ``"m (n=1)"`` is returned as is; text in another form is returned unchanged.
+    """
+    m = _MEAN_STD.match(str(text))
+    if not m or m.group(2) is None:
+        return str(text)
+    from scipy import stats
+
+    mean, sd, n = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    half = stats.t.ppf(0.975, n - 1) * sd / n**0.5
+    return f"{mean:.{decimals}f} [{mean - half:.{decimals}f}, {mean + half:.{decimals}f}]"

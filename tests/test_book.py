@@ -1,0 +1,179 @@
+"""The book conventions of rtsseg.book: hidden code, parameters table, Colab cell, glue, index from a template."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from rtsseg import book
+
+
+def _executed_notebook():
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'cpu'\nseed = 0")
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell("# Parameters\nprofile = 'smoke'\n")
+    injected.metadata["tags"] = ["injected-parameters"]
+    work = nbformat.v4.new_code_cell("print('hi')")
+    work.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="100%|####| /home/me/x\n")]
+    toggled = nbformat.v4.new_code_cell("x = 1")
+    toggled.metadata["tags"] = ["hide-input"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), params, injected, work, toggled]
+    nb.metadata["papermill"] = {"parameters": {"profile": "smoke", "seeds": [0, 1]}}
+    return nb
+
+
+def test_prepare_for_book_hides_code_and_tables_parameters():
+    nb = book.prepare_for_book(_executed_notebook(), commit="abc123def456", config={"repository": {"url": "https://x/r"}})
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    # Colab cell first, removed from the page but kept in the notebook
+    assert "colab-setup" in tags[0] and "remove-cell" in tags[0]
+    assert 'git+https://x/r@abc123def456' in nb.cells[0].source and "--no-deps" in nb.cells[0].source
+    assert nb.cells[1].cell_type == "markdown"
+    # both parameter cells stay (the notebook must still run) but are removed from the page
+    assert "remove-cell" in tags[2] and "remove-cell" in tags[3]
+    # one parameters table, right after them, with the injected values
+    assert nb.cells[4].cell_type == "markdown" and "Parameters of this run" in nb.cells[4].source
+    assert "| `seeds` | `[0, 1]` |" in nb.cells[4].source
+    assert sum("Parameters of this run" in c.source for c in nb.cells) == 1
+    assert "remove-input" in tags[5]  # code hidden, output kept
+    assert [o.name for o in nb.cells[5].outputs] == ["stdout"]  # stderr (logs, tqdm) dropped
+    assert tags[6] == ["hide-input"]  # an author's toggle is kept
+    assert nb.metadata["rtsseg"]["commit"] == "abc123def456" and "torch" in nb.metadata["rtsseg"]
+    again = book.prepare_for_book(nb)
+    assert len(again.cells) == len(nb.cells) == 7  # idempotent
+
+
+def test_colab_cell_pins_commit_and_keeps_torch():
+    src = book.colab_cell_source("https://github.com/o/r", "0123abcd", book.runtime_requirements())
+    assert 'rtsseg @ git+https://github.com/o/r@0123abcd' in src
+    assert "torch" not in " ".join(book.runtime_requirements()).replace("timm", "")
+    assert "%env RTSSEG_DATA=" in src and "RTSSEG_RUNS" in src and "drive.mount" in src
+    assert src.index('find_spec("rtsseg") is None') < src.index("%pip")  # installs only when missing
+
+
+def test_repo_url_is_one_setting():
+    cfg = book.book_config()
+    url = book.repo_url(cfg)
+    assert url.startswith("https://github.com/")
+    assert book.colab_url("cpu", "05_attention_maps", cfg).endswith(
+        url.removeprefix("https://github.com/") + "/blob/main/book/cpu/05_attention_maps.ipynb")
+    with pytest.raises(ValueError, match="repository.url"):
+        book.repo_url({})
+
+
+def test_glue_result_formats_without_quotes(monkeypatch):
+    shown = []
+    monkeypatch.setattr(book, "glue", lambda name, value, display=True: shown.append((name, repr(value))))
+    assert book.glue_result("acc", 0.12345, ".1%") is None  # nothing shown when it ends a cell
+    book.glue_result("gain", 2.0, "{:+.1f} points")
+    book.glue_result("txt", "1.0 ± 0.2 (n=3)")
+    book.glue_result("n", 20000, ",d")
+    assert shown == [("acc", "12.3%"), ("gain", "+2.0 points"), ("txt", "1.0 ± 0.2 (n=3)"), ("n", "20\u202f000")]
+
+
+def test_rel_never_absolute(tmp_path):
+    roots = {"$RTSSEG_DATA": tmp_path / "data", ".": tmp_path / "repo"}
+    assert book.rel(tmp_path / "data" / "camvid" / "val", roots) == "$RTSSEG_DATA/camvid/val"
+    assert book.rel(tmp_path / "repo", roots) == "."
+    assert book.rel("/somewhere/else/file.pt", roots) == "file.pt"
+
+
+def test_figure_style_fonts_readable():
+    import matplotlib as mpl
+
+    book.figure_style()
+    assert min(float(mpl.rcParams[k]) for k in ("font.size", "xtick.labelsize", "legend.fontsize")) >= 10
+    assert mpl.rcParams["figure.figsize"][0] <= book.PAGE_WIDTH_IN
+
+
+def _glued_notebook(path, keys, meta=None):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("glue")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "1.0"},
+                                           metadata={"scrapbook": {"name": k, "mime_prefix": "application/papermill.record/"}})
+                    for k in keys]
+    nb.cells = [cell]
+    nb.metadata["rtsseg"] = meta or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def test_index_writes_glue_or_not_run(tmp_path):
+    bk = tmp_path / "book"
+    _glued_notebook(bk / "smoke" / "05_attention_maps.ipynb", ["attn_auroc_bt", "attn_grid"],
+                    {"commit": "abc", "device": "CPU x2", "torch": "2.x", "wall_s": 120, "params": {"seeds": [0]}})
+    (bk / "index.template.md").write_text("BT {{ glue:attn_auroc_bt }}; control {{ glue:attn_auroc_control }}.\n"
+                                          "{{ figure:attn_grid }}\n{{ status }}\n")
+    text = (book.write_index("smoke", bk)).read_text()
+    assert "{glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt:s`" in text
+    assert f"control {book.NOT_RUN}." in text
+    assert "```{glue} attn_grid\n:doc: /book/smoke/05_attention_maps.ipynb\n```" in text
+    assert "Profile** `smoke`: 1 of" in text and "CPU x2" in text and "`abc`" in text
+    assert "{{" not in text
+
+
+def test_ci95_from_mean_std():
+    assert book.ci95("2.0 ± 1.0 (n=4)") == "2.0 [0.4, 3.6]"  # t(0.975, 3) = 3.182
+    assert book.ci95("5.0 (n=1)") == "5.0 (n=1)"
+    assert book.ci95("n/a") == "n/a"
+
+
+def test_glue_names_belong_to_steps():
+    from rtsseg.profiles import STEPS
+
+    names = {s.name for s in STEPS}
+    assert all(step in names for step, _ in book.GLUE_NAMES.values())
+    assert json.dumps(book.GLUE_NAMES)
+
+
+def test_findings_table_chapter_order_two_level_headers_ci():
+    import pandas as pd
+
+    cols = pd.MultiIndex.from_product([["best head", "mass in gt"], ["random", "barlow twins"]])
+    attention = pd.DataFrame([["20.0 ± 1.0 (n=2)", "25.0 ± 1.0 (n=2)", "30.0 (n=1)", 0.5]], index=["vit"], columns=cols)
+    attention.index.name = "backbone"
+    seg = pd.DataFrame({"random": ["10.0 ± 2.0 (n=3)"], "barlow twins": ["12.0 ± 2.0 (n=3)"]}, index=["vit"])
+    pretrain = pd.DataFrame({"k-NN top-1": ["5.0 (n=1)"]}, index=["vit"])
+    t = book.findings_table({"segmentation_camvid": seg, "attention_tin": attention, "pretrain_knn": pretrain})
+    assert t.columns.nlevels == 2 and t.index.names == ["chapter", "result · row"]
+    assert list(t.index.get_level_values("chapter").unique()) == ["2. Barlow Twins", "5. attention", "7. segmentation"]
+    top = "mean [95 % CI] over seeds"
+    assert list(t.columns) == [(top, "random"), (top, "barlow twins"), (top, "value"), ("published", "anchor")]
+    assert t.loc[("5. attention", "attention tin · vit · best head"), (top, "random")] == "20.0 [11.0, 29.0]"
+    assert t.loc[("5. attention", "attention tin · vit · mass in gt"), (top, "barlow twins")] == "0.5"
+    assert t.loc[("7. segmentation", "segmentation camvid · vit"), ("published", "anchor")] == "41.0 (d)"
+    # a table of measures (not initialisations): each measure is a row with its value
+    assert t.loc[("2. Barlow Twins", "pretrain knn · vit · k-NN top-1"), (top, "value")] == "5.0 (n=1)"
+    notes = book.anchor_notes({"attention_tin": attention})
+    assert notes.startswith("- (c)") and "{cite}`caron2021dino`" in notes
+
+
+def test_budget_table_sums_run_records(tmp_path):
+    bk = tmp_path / "book"
+    for step, wall in [("01_data", 60), ("02_pretrain_barlow_twins", 600), ("08_findings", 6000)]:
+        _glued_notebook(bk / "cpu" / f"{step}.ipynb", [], {"wall_s": wall, "commit": "abc", "device": "CPU x2",
+                                                           "torch": "2.x", "params": {"seeds": [0, 1]}})
+    t = book.budget_table("cpu", bk)
+    assert list(t.index) == ["01_data", "02_pretrain_barlow_twins", "total"]
+    assert t.loc["total", "wall time (min)"] == 11.0 and t.loc["01_data", "seeds"] == "[0, 1]"
+    assert {"commit", "device", "torch"} <= set(t.columns)
+
+
+def test_glue_matches_myst_nb():
+    """Our copy of myst_nb.glue writes outputs that myst-nb's own reader extracts."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    shell = InteractiveShell.instance()
+    captured = []
+    shell.display_pub.publish = lambda data, metadata=None, **kw: captured.append((data, metadata))
+    book.glue_result("gain", 1.25, ".1f")
+    data, meta = captured[-1]
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata=meta)]
+    [(key, out)] = extract_glue_data_cell(cell)
+    assert key == "gain" and out["data"]["text/plain"] == "1.2"

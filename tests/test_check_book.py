@@ -1,0 +1,68 @@
+"""scripts/check_book.py in a real headless Chromium: each defect a reader would see is caught, a clean page passes."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("check_book", REPO / "scripts" / "check_book.py")
+check_book = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(check_book)
+
+CHROMIUM = check_book.find_chromium()
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (Debian: apt-get install -y chromium; .ci/run installs it)"),
+    pytest.mark.skipif(importlib.util.find_spec("websocket") is None, reason="websocket-client not installed"),
+]
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def _page(body: str) -> str:
+    return f"<html><body><article class='bd-article' style='width:600px'>{body}</article></body></html>"
+
+
+def test_check_book_catches_defects(tmp_path):
+    html = tmp_path / "html"
+    (html / "sub").mkdir(parents=True)
+    (html / "_static").mkdir()
+    (html / "dot.png").write_bytes(PNG)
+    pages = {
+        "good.html": "<p>Fine: <img src='dot.png'> <code>\\(x\\)</code> in code is fine.</p><table><tr><td>1</td></tr></table>",
+        "sub/image.html": "<img src='missing.png'>",
+        "error.html": "<div class='cell_output'><div class='output traceback highlight-ipythontb'>Traceback</div></div>",
+        "wide.html": "<table><tr>" + "<td>a_very_long_unbreakable_cell_content_xxxxxxxx</td>" * 12 + "</tr></table>",
+        "maths.html": "<p>The loss \\(C = z_1^\\top z_2 / N\\) is drawn by MathJax.</p>",
+        "path.html": "<div class='cell_output'><pre>saved to /work/wt/book/runs/x.pt</pre></div>",
+        "dirty.html": "<table><tr><td>commit</td><td>abc123+dirty</td></tr></table>",
+        "cite.html": "<p>As shown by {cite}`caron2021dino`. See <span class='xref std std-doc'>reproduce</span>.</p>",
+    }
+    for name, body in pages.items():
+        (html / name).write_text(_page(body))
+    (html / "_static" / "ignored.html").write_text(_page("<img src='missing.png'>"))
+    report = check_book.check_book(html, tmp_path / "shots", allow_network=True)
+    assert set(report) == set(pages)
+    assert report["good.html"] == []
+    assert any("broken image" in p for p in report["sub/image.html"])
+    assert any("error/stderr output" in p for p in report["error.html"])
+    assert any("table wider" in p for p in report["wide.html"])
+    assert any("\\(" in p for p in report["maths.html"])
+    assert any("{cite}" in p for p in report["cite.html"])
+    assert any("absolute path" in p for p in report["path.html"])
+    assert any("+dirty" in p for p in report["dirty.html"])
+    assert any("unresolved reference" in p for p in report["cite.html"])
+    assert (tmp_path / "shots" / "sub__image.png").stat().st_size > 0
+    assert len(list((tmp_path / "shots").glob("*.png"))) == len(pages)
+
+
+def test_built_book_passes_when_built():
+    """The real book, when it has been built here (`rtsseg book`); the CI builds it in .ci/run."""
+    html = REPO / "book" / "_build" / "html"
+    if not (html / "index.html").is_file():
+        pytest.skip("book/_build/html not built (rtsseg book --profile cpu)")
+    report = check_book.check_book(html, html.parent / "screenshots")
+    assert {k: v for k, v in report.items() if v} == {}
