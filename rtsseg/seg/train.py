@@ -220,12 +220,14 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                   epochs: int = 20, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 16,
                   attention_loss_weight: float = 0.0, label_stride: int = 1, patience: int | None = None,
                   seed: int = 0, run_dir: str | os.PathLike | None = None, ignore_index: int = 255,
-                  identity: dict | None = None) -> tuple[nn.Module, list[dict]]:
+                  identity: dict | None = None, stop_after: int | None = None) -> tuple[nn.Module, list[dict]]:
     """Train ``decoder`` on cached outputs; returns (decoder with the best-val state, or the last one without
     ``val``; history: one dict per epoch with epoch, loss, ce, attn_loss, val_miou, lr, wall_s).
 
     ``attention_loss_weight`` > 0 adds λ · attention-supervision loss on the decoder's mixed affinity Ā (needs
     mechanism (b), ``propagate``). ``patience``: stop after that many epochs without a better val mIoU.
+    ``stop_after``: run at most that many epochs in this call (time-boxed runs; call again to resume from
+    ``run_dir``).
     """
     from rtsseg.seg.decoders import attention_supervision_loss, token_class_fractions
 
@@ -257,7 +259,8 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
             start_epoch = state["epoch"]
             best = (state["best_miou"], state["best_state"])
             best_epoch = state["best_epoch"]
-    for epoch in range(start_epoch, epochs):
+    last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
         if patience is not None and val is not None and epoch - best_epoch >= patience:
             break  # no better val mIoU for `patience` epochs
         decoder.train()
