@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["pretrain"]:
         return _pretrain(argv[1:])
     args = build_parser().parse_args(argv)
-    from rtsseg.data.errors import DataError
+    from rtsseg.errors import DataError
     from rtsseg.pipeline import NotebookParameterError, StepFailed
 
     try:

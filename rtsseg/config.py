@@ -19,13 +19,13 @@ RUNS_ENV = "RTSSEG_RUNS"
 def data_root(path: str | os.PathLike | None = None, *, must_exist: bool = True) -> Path:
     """Resolve the data root: ``path`` if given, else ``$RTSSEG_DATA``, else ``<repo>/../shared/data``.
 
-    Raises :class:`rtsseg.data.errors.MissingDataError` naming the path and the fix when it is missing.
+    Raises :class:`rtsseg.errors.MissingDataError` naming the path and the fix when it is missing.
     """
     if path is None:
         path = os.environ.get(DATA_ENV) or (REPO_ROOT.parent / "shared" / "data")
     root = Path(path).expanduser().resolve()
     if must_exist and not root.is_dir():
-        from rtsseg.data.errors import MissingDataError
+        from rtsseg.errors import MissingDataError
 
         raise MissingDataError(
             root,

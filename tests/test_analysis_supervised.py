@@ -71,7 +71,7 @@ def test_lr_schedule():
 
 def test_one_epoch_writes_checkpoint_that_reloads(tmp_path):
     run = train_supervised(config(tmp_path / "run", epochs=1), backbone_factory=factory, data=tiny_data())
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and state["num_classes"] == 4
     fresh = TinyBackbone()
     fresh.load_state_dict(state["backbone"])  # strict: the keys are the backbone's own
@@ -100,10 +100,10 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_supervised(config(tmp_path / "b", epochs=3), backbone_factory=factory, data=data)
     monkeypatch.setattr(sup, "_atomic_torch_save", save)
-    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     resumed = train_supervised(config(tmp_path / "b", epochs=3), backbone_factory=factory, data=data)
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)
-    b = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
     assert b["epoch"] == 3 and [r["epoch"] for r in b["history"]] == [1, 2, 3]
     assert [r["loss"] for r in b["history"]] == pytest.approx([r["loss"] for r in a["history"]], abs=1e-6)
     for k in a["backbone"]:

@@ -6,7 +6,7 @@ import torch
 
 from data_fakes import make_camvid, write_mask, zip_tree
 from rtsseg.data.camvid import CLASS_NAMES, NUM_CLASSES, STUFF, THINGS, CamVid, camvid_root, download_camvid
-from rtsseg.data.errors import CorruptFileError, LabelRangeError, MissingDataError, UnpairedFileError
+from rtsseg.errors import CorruptFileError, LabelRangeError, MissingDataError, UnpairedFileError
 from rtsseg.data.transforms import Resize
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from data_fakes import COCO_IDS, write_mask, write_zip
 from rtsseg.data import cocostuff as cs
 from rtsseg.data.cocostuff import COCOStuff, download_cocostuff
-from rtsseg.data.errors import LabelRangeError, MissingDataError, UnpairedFileError
+from rtsseg.errors import LabelRangeError, MissingDataError, UnpairedFileError
 
 
 def test_lut_171_hits_exactly_171_classes():

@@ -4,7 +4,7 @@ import pytest
 
 from data_fakes import make_tiny_imagenet, write_zip, zip_tree
 from rtsseg.data.download import download, fetch, main, unzip
-from rtsseg.data.errors import CorruptFileError, DataError
+from rtsseg.errors import CorruptFileError, DataError
 
 
 def test_fetch_file_url_and_keep_existing(tmp_path):

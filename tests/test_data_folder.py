@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from data_fakes import mask_with, write_mask, write_rgb
-from rtsseg.data.errors import DataError, LabelRangeError, MaskFormatError, MissingDataError, UnpairedFileError
+from rtsseg.errors import DataError, LabelRangeError, MaskFormatError, MissingDataError, UnpairedFileError
 from rtsseg.data.folder import ImageMaskFolder
 from rtsseg.data.io import make_lut
 from rtsseg.data.transforms import RandomHorizontalFlip

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from data_fakes import write_mask, write_rgb
-from rtsseg.data.errors import CorruptFileError, LabelRangeError, MaskFormatError, MissingDataError
+from rtsseg.errors import CorruptFileError, LabelRangeError, MaskFormatError, MissingDataError
 from rtsseg.data.io import check_same_size, make_lut, read_image, read_mask
 
 

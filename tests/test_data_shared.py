@@ -7,7 +7,7 @@ import torch
 
 from rtsseg.config import data_root
 from rtsseg.data.camvid import NUM_CLASSES, CamVid
-from rtsseg.data.errors import MissingDataError
+from rtsseg.errors import MissingDataError
 from rtsseg.data.tinyimagenet import TinyImageNet
 
 

@@ -8,7 +8,7 @@ import torch
 
 from data_fakes import TINY_WNIDS, make_tiny_imagenet, write_rgb, zip_tree
 from rtsseg.data import tinyimagenet as tin
-from rtsseg.data.errors import CorruptFileError, DataError, MissingDataError, UnpairedFileError
+from rtsseg.errors import CorruptFileError, DataError, MissingDataError, UnpairedFileError
 from rtsseg.data.tinyimagenet import TinyImageNet, download_tiny_imagenet, load_tensors
 
 

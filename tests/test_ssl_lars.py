@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 from torch import nn
 
-from rtsseg.ssl.lars import LARS, lars_param_groups, lr_at, set_lr
+from rtsseg.schedule import cosine_scheduler
+from rtsseg.ssl.lars import LARS, lars_param_groups, set_lr
 
 
 def _model() -> nn.Module:
@@ -52,22 +52,6 @@ def test_zero_parameter_norm_falls_back_to_plain_sgd():
     torch.testing.assert_close(w.data, -torch.ones(2, 2))
 
 
-def test_lr_schedule_warmup_peak_cosine_end():
-    total, warm = 1000, 100
-    assert lr_at(0, total, warm, 0.2, 0.0048, 512) == (0.0, 0.0)
-    lw, lb = lr_at(50, total, warm, 0.2, 0.0048, 512)
-    assert lw == pytest.approx(0.2 * 2 * 0.5) and lb == pytest.approx(0.0048 * 2 * 0.5)
-    assert lr_at(100, total, warm, 0.2, 0.0048, 256)[0] == pytest.approx(0.2)  # peak = base * batch/256
-    mid = lr_at(550, total, warm, 0.2, 0.0048, 256)[0]
-    assert mid == pytest.approx(0.2 * (0.5 + 0.5 * 0.001))
-    assert lr_at(1000, total, warm, 0.2, 0.0048, 256)[0] == pytest.approx(0.2 * 0.001)
-    lrs = [lr_at(s, total, warm)[0] for s in range(warm, total)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone cosine decay
-    assert lr_at(10, 0 + 20, 0)[0] == pytest.approx(0.2 * (0.5 + 0.5 * math.cos(math.pi * 0.5)) + 0.2 * 0.001 * 0.5)
-    with pytest.raises(ValueError):
-        lr_at(0, 0, 0)
-
-
 def test_lars_trains_a_linear_regression():
     torch.manual_seed(0)
     x = torch.randn(64, 5)
@@ -75,8 +59,9 @@ def test_lars_trains_a_linear_regression():
     model = nn.Linear(5, 1)
     opt = LARS(lars_param_groups(model, 0.0), lr=0.0)
     first = None
+    lr_w, lr_b = cosine_scheduler(20.0, 0.02, 200, 10), cosine_scheduler(0.5, 0.0005, 200, 10)
     for step in range(200):
-        set_lr(opt, *lr_at(step, 200, 10, base_lr_weights=20.0, base_lr_biases=0.5, batch_size=256))
+        set_lr(opt, lr_w[step], lr_b[step])
         loss = (model(x) - target).pow(2).mean()
         first = loss.item() if first is None else first
         opt.zero_grad()

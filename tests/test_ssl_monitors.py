@@ -14,11 +14,10 @@ from torch import nn  # noqa: E402
 from rtsseg.ssl.augment import BarlowTwinsAugment  # noqa: E402
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std, save_ccmatrix  # noqa: E402
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history  # noqa: E402
+from rtsseg.sampling import batch_indices, epoch_permutation  # noqa: E402
 from rtsseg.ssl.train import (  # noqa: E402
     PretrainConfig,
-    batch_indices,
     build_parser,
-    epoch_permutation,
     synthetic_dataset,
 )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rtsseg.ssl.checkpoint import load_checkpoint, save_checkpoint
+from rtsseg.checkpoint import load_checkpoint, save_checkpoint
 from rtsseg.ssl.tiny import TinyBackbone
 from rtsseg.ssl.train import NonFiniteLossError, PretrainConfig, main, pretrain, register_backbone
 
@@ -93,7 +93,7 @@ def test_atomic_save_leaves_no_temp_files_and_loads_weights_only(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
     assert load_checkpoint(path)["step"] == 3
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    from rtsseg.data.errors import CorruptFileError, MissingDataError
+    from rtsseg.errors import CorruptFileError, MissingDataError
 
     with pytest.raises(CorruptFileError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")

@@ -28,6 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rtsseg.checkpoint import load_checkpoint
+
 
 @dataclass
 class SupervisedConfig:
@@ -168,7 +170,7 @@ def train_supervised(
 
     start_epoch, history = 0, []
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = load_checkpoint(ckpt_path, map_location=device)
         backbone.load_state_dict(state["backbone"])
         classifier.load_state_dict(state["classifier"])
         optimizer.load_state_dict(state["optimizer"])

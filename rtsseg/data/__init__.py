@@ -1,7 +1,7 @@
 """rtsseg.data: data sets as ``uint8 [3,H,W]`` images and ``int64 [H,W]`` masks (255 = ignore).
 
 CamVid (SegNet split), Tiny-ImageNet-200, COCO-Stuff 164k (171 classes) and COCO-Stuff-27,
-image+mask folders, joint transforms. Bad input raises :mod:`rtsseg.data.errors`.
+image+mask folders, joint transforms. Bad input raises :mod:`rtsseg.errors`.
 Downloads: ``rtsseg.data.download.download(name, dest)`` or ``python -m rtsseg.data.download NAME DEST``
 (not imported here, so that ``python -m`` runs it cleanly).
 """
@@ -18,7 +18,7 @@ from rtsseg.data.cocostuff import (
     curated_ids,
     download_cocostuff,
 )
-from rtsseg.data.errors import (
+from rtsseg.errors import (
     CorruptFileError,
     DataError,
     LabelRangeError,

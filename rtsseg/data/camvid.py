@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rtsseg import config
-from rtsseg.data.errors import DataError, MissingDataError
+from rtsseg.errors import DataError, MissingDataError
 from rtsseg.data.folder import JointTransform, pair_by_stem
 from rtsseg.data.io import check_same_size, make_lut, read_image, read_mask
 

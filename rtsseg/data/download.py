@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rtsseg.data.errors import CorruptFileError, DataError
+from rtsseg.errors import CorruptFileError, DataError
 
 _CHUNK = 1 << 20
 

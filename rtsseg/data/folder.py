@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from rtsseg.data.errors import DataError, MissingDataError, UnpairedFileError
+from rtsseg.errors import DataError, MissingDataError, UnpairedFileError
 from rtsseg.data.io import check_same_size, is_image_file, read_image, read_mask
 
 JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]

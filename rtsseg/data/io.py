@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rtsseg.data.errors import CorruptFileError, LabelRangeError, MaskFormatError, MissingDataError
+from rtsseg.errors import CorruptFileError, LabelRangeError, MaskFormatError, MissingDataError
 
 #: File name endings read as images (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

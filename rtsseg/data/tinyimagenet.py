@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from rtsseg import config
-from rtsseg.data.errors import DataError, MissingDataError, UnpairedFileError
+from rtsseg.errors import DataError, MissingDataError, UnpairedFileError
 from rtsseg.data.io import is_image_file, read_image
 
 IMAGE_SIZE = 64

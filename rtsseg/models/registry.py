@@ -61,7 +61,7 @@ def _botnet50(tag: str | None, **kwargs) -> Backbone:
 
 def _with_url(backbone: Backbone, url: str) -> Backbone:
     """Download an official state dict (DINO ResNet-50) and load it into ``backbone.model``."""
-    sd = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=False)
+    sd = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=False, weights_only=True)
     load_external(backbone, unwrap_state_dict(sd), url)
     return backbone
 

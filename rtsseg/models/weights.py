@@ -16,7 +16,7 @@ from typing import Mapping
 
 import torch
 
-from rtsseg.data.errors import DataError
+from rtsseg.errors import DataError
 
 OFFLINE_FIX = ("pretrained weights need internet (e.g. run on Colab). Offline, download the file elsewhere and "
                "pass its path: build_backbone(name, weights='/path/to/file.pth') -- either our checkpoint "

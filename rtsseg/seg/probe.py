@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rtsseg.schedule import cosine_scheduler
 from rtsseg.seg.metrics import ConfusionMeter, SegScores
 
 
@@ -194,7 +195,8 @@ def train_probe(
     steps_per_epoch = math.ceil(len(cache) / batch_size) if cache is not None else len(train_loader)
     total = epochs * steps_per_epoch
     optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    factors = cosine_scheduler(1.0, 0.0, total)  # [total] cosine from lr to 0, per step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: float(factors[min(s, total - 1)]))
     history = []
     for epoch in tqdm(range(epochs), desc="probe", disable=not progress):
         head.train()

@@ -2,18 +2,17 @@
 
     loss.py         BarlowTwinsLoss (global-batch BN, autograd-aware all-reduce, fp32)
     projector.py    Projector, GlobalBatchNorm1d
-    lars.py         LARS, lars_param_groups, lr_at
+    lars.py         LARS, lars_param_groups, set_lr
     augment.py      BarlowTwinsAugment (batched tensors, any device)
     distributed.py  torchrun helpers, differentiable global statistics
-    checkpoint.py   atomic save, weights_only load, RNG states
     monitors.py     embedding std, k-NN monitor, cross-correlation snapshots
     train.py        PretrainConfig, pretrain, main (python -m rtsseg.ssl.train / torchrun)
     plot.py         figures for the notebook
 """
 
 from rtsseg.ssl.augment import BarlowTwinsAugment
-from rtsseg.ssl.checkpoint import load_checkpoint, save_checkpoint
-from rtsseg.ssl.lars import LARS, lars_param_groups, lr_at
+from rtsseg.checkpoint import load_checkpoint, save_checkpoint
+from rtsseg.ssl.lars import LARS, lars_param_groups, set_lr
 from rtsseg.ssl.loss import BarlowTwinsLoss
 from rtsseg.ssl.model import BarlowTwins
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std
@@ -34,5 +33,5 @@ def __getattr__(name: str):
 __all__ = [
     "BarlowTwins", "BarlowTwinsAugment", "BarlowTwinsLoss", "GlobalBatchNorm1d", "KNNMonitor", "LARS",
     "NonFiniteLossError", "PretrainConfig", "Projector", "embedding_std", "lars_param_groups", "load_checkpoint",
-    "lr_at", "pretrain", "save_checkpoint",
+    "pretrain", "save_checkpoint", "set_lr",
 ]

@@ -1,4 +1,4 @@
-"""LARS optimiser and learning-rate schedule as in facebookresearch/barlowtwins ``main.py``.
+"""LARS optimiser as in facebookresearch/barlowtwins ``main.py`` (schedule: :mod:`rtsseg.schedule`).
 
 Update per parameter p with gradient g (group flags ``weight_decay`` and ``lars``):
     g <- g + wd * p                                     (wd = 0 for biases and norm parameters)
@@ -11,7 +11,6 @@ to 0.001x of the peak.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -25,7 +24,7 @@ def is_bias_or_norm(p: torch.Tensor) -> bool:
 
 def lars_param_groups(model: nn.Module | Iterable[torch.Tensor], weight_decay: float = 1e-6) -> list[dict]:
     """Two groups: ``weights`` (ndim > 1: weight decay and LARS adaptation) and ``biases`` (ndim == 1:
-    neither). The trainer sets each group's ``lr`` with :func:`lr_at`."""
+    neither). The trainer sets each group's ``lr`` with :func:`set_lr`."""
     params = model.parameters() if isinstance(model, nn.Module) else model
     weights, biases = [], []
     for p in params:
@@ -84,33 +83,6 @@ class LARS(torch.optim.Optimizer):
                 mu.mul_(group["momentum"]).add_(d_p)
                 p.add_(mu, alpha=-group["lr"])
         return loss
-
-
-def lr_at(
-    step: int,
-    total_steps: int,
-    warmup_steps: int,
-    base_lr_weights: float = 0.2,
-    base_lr_biases: float = 0.0048,
-    batch_size: int = 256,
-    end_factor: float = 0.001,
-) -> tuple[float, float]:
-    """Learning rates ``(weights, biases)`` at optimiser ``step`` (0-based).
-
-    Peak = base_lr * batch_size / 256; linear warmup from 0 over ``warmup_steps``, then cosine from the
-    peak to ``end_factor`` x peak at ``total_steps``.
-    """
-    if total_steps <= 0:
-        raise ValueError(f"total_steps must be positive, got {total_steps}")
-    scale = batch_size / 256
-    warmup_steps = min(warmup_steps, total_steps)
-    if step < warmup_steps:
-        f = step / warmup_steps
-    else:
-        decay_steps = max(total_steps - warmup_steps, 1)
-        q = 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, decay_steps) / decay_steps))
-        f = q + end_factor * (1 - q)
-    return base_lr_weights * scale * f, base_lr_biases * scale * f
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr_weights: float, lr_biases: float) -> None:

@@ -45,8 +45,10 @@ from tqdm.auto import tqdm
 
 from rtsseg.ssl import distributed as D
 from rtsseg.ssl.augment import BarlowTwinsAugment
-from rtsseg.ssl.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from rtsseg.ssl.lars import LARS, lars_param_groups, lr_at, set_lr
+from rtsseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from rtsseg.sampling import batch_indices, epoch_permutation, step_generator
+from rtsseg.schedule import cosine_scheduler
+from rtsseg.ssl.lars import LARS, lars_param_groups, set_lr
 from rtsseg.ssl.model import BarlowTwins
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std, save_ccmatrix
 
@@ -180,24 +182,6 @@ def build_knn_monitor(cfg: PretrainConfig) -> KNNMonitor:
     )
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of ``epoch``: a permutation of range(n) drawn from ``seed + epoch`` (as DistributedSampler)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
-
-
-def batch_indices(perm: torch.Tensor, step_in_epoch: int, batch_size: int, rank: int, world_size: int) -> torch.Tensor:
-    """This rank's share of global batch ``step_in_epoch``: [batch_size // world_size] indices."""
-    return perm[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size][rank::world_size]
-
-
-def step_generator(seed: int, step: int, rank: int, stream: int = 0) -> torch.Generator:
-    """Augmentation generator of one (step, rank): independent of what ran before, so resume is exact.
-
-    ``stream`` separates uses (0: training, 1: the fixed monitor batches)."""
-    state = np.random.SeedSequence([seed, stream, step, rank]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
-
-
 # --------------------------------------------------------------------------------- csv logging
 def _append_csv(path: Path, fieldnames: list[str], row: dict) -> None:
     new = not path.exists()
@@ -307,6 +291,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
         raise ValueError(f"{len(images)} images are fewer than one batch of {cfg.batch_size}: lower --batch-size")
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    scale = cfg.batch_size / 256  # peak = base lr x batch / 256, cosine to 0.001 x peak (barlowtwins main.py)
+    lr_w_at = cosine_scheduler(cfg.lr_weights * scale, cfg.lr_weights * scale * 1e-3, total_steps, warmup_steps)
+    lr_b_at = cosine_scheduler(cfg.lr_biases * scale, cfg.lr_biases * scale * 1e-3, total_steps, warmup_steps)
     knn = build_knn_monitor(cfg) if info.is_main else None
 
     backbone = build_backbone(cfg.backbone, cfg.weights)
@@ -380,9 +367,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         if info.is_main:
             mon = knn(model.backbone, info.device)
             save_ccmatrix(ev["c"], run_dir / f"ccmatrix_e{epoch}.pt", cfg.ccmatrix_size)
-            lr_w, _ = lr_at(
-                min(step_done, total_steps - 1), total_steps, warmup_steps, cfg.lr_weights, cfg.lr_biases, cfg.batch_size
-            )
+            lr_w = float(lr_w_at[min(step_done, total_steps - 1)])
             row = {
                 "epoch": epoch, "step": step_done, "loss": ev["loss"], "on_diag": ev["on_diag"],
                 "off_diag": ev["off_diag"], "emb_std": mon["emb_std"], "knn_acc": mon["knn_acc"],
@@ -412,7 +397,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         v1, v2 = aug(x, generator=step_generator(cfg.seed, step, info.rank))  # [n, 3, S, S] each
         if channels_last:
             v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
-        lr_w, lr_b = lr_at(step, total_steps, warmup_steps, cfg.lr_weights, cfg.lr_biases, cfg.batch_size)
+        lr_w, lr_b = float(lr_w_at[step]), float(lr_b_at[step])
         set_lr(optimizer, lr_w, lr_b)
         with torch.autocast(info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = ddp(v1, v2)

@@ -1,4 +1,7 @@
-"""Atomic checkpoints loadable with ``torch.load(weights_only=True)``, plus RNG-state capture.
+"""The one checkpoint module of every trainer: atomic save, safe load, RNG-state capture.
+
+Loading always uses ``torch.load(weights_only=True)``: a file that holds pickled code (a class, a function
+such as ``os.system``) is refused with :class:`rtsseg.errors.CheckpointError` before anything in it runs.
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsync'ed, then moved over
 the target with ``os.replace`` (atomic on POSIX): a crash at any moment leaves either the old or the
@@ -9,6 +12,7 @@ loading needs no pickled classes.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rtsseg.data.errors import CorruptFileError, MissingDataError
+from rtsseg.errors import CheckpointError, MissingDataError
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -53,8 +57,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise MissingDataError(path, "train first, or point --run-dir at a folder holding checkpoint.pt")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling / zip errors
-        raise CorruptFileError(path, f"{type(err).__name__}: {err}", "delete it to restart training") from err
+    except pickle.UnpicklingError as err:  # weights_only refused a global: pickled code, never executed
+        lines = [ln.strip() for ln in str(err).splitlines() if "global" in ln.lower()] or [type(err).__name__]
+        first = lines[0]
+        raise CheckpointError(
+            path, f"it holds pickled code or objects, refused by weights_only=True: {first[:300]}",
+            "do not use this file (it may run code); retrain, or re-save it as a dict of tensors",
+        ) from err
+    except Exception as err:  # zip / truncated-file errors
+        raise CheckpointError(path, f"{type(err).__name__}: {err}", "delete it to restart training") from err
 
 
 def rng_state() -> dict[str, Any]:
