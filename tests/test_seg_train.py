@@ -100,7 +100,7 @@ def test_training_learns_resumes_and_stops_early(tmp_path):
     val = segtrain.compute_outputs(bb, tiny_dataset(3, seed=1), batch_size=3)
     dec = make_decoder("attn_all", store.in_dims, 3, store.num_heads, embed_dim=8, fuse_dim=8)
     dec, hist = train_decoder(dec, store, 3, val=val, epochs=4, lr=1e-2, batch_size=3, label_stride=2,
-                              run_dir=tmp_path / "a")
+                              run_parent=tmp_path / "a")
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4] and hist[-1]["ce"] < hist[0]["ce"]
     assert evaluate_store(dec, val, 3).miou == pytest.approx(max(h["val_miou"] for h in hist))  # best state kept
     # resume: 2 epochs, then the same run to 4 epochs equals the uninterrupted one
@@ -108,13 +108,14 @@ def test_training_learns_resumes_and_stops_early(tmp_path):
     torch.manual_seed(5)
     d2 = make_decoder("attn_all", store.in_dims, 3, store.num_heads, embed_dim=8, fuse_dim=8)
     d2.load_state_dict(d1.state_dict())
-    full, _ = train_decoder(d1, store, 3, epochs=4, lr=1e-2, batch_size=3, run_dir=tmp_path / "b")
-    state = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
-    assert state["epoch"] == 4
-    _, h1 = train_decoder(d2, store, 3, epochs=4, lr=1e-2, batch_size=3, run_dir=tmp_path / "c", stop_after=2)
+    full, _ = train_decoder(d1, store, 3, epochs=4, lr=1e-2, batch_size=3, run_parent=tmp_path / "b")
+    from rtsseg.rundir import latest_run
+
+    assert torch.load(latest_run(tmp_path / "b") / "checkpoint.pt", weights_only=True)["epoch"] == 4
+    _, h1 = train_decoder(d2, store, 3, epochs=4, lr=1e-2, batch_size=3, run_parent=tmp_path / "c", stop_after=2)
     assert len(h1) == 2
     d3 = make_decoder("attn_all", store.in_dims, 3, store.num_heads, embed_dim=8, fuse_dim=8)  # fresh process
-    part, h2 = train_decoder(d3, store, 3, epochs=4, lr=1e-2, batch_size=3, run_dir=tmp_path / "c")
+    part, h2 = train_decoder(d3, store, 3, epochs=4, lr=1e-2, batch_size=3, run_parent=tmp_path / "c")
     assert [h["epoch"] for h in h2] == [1, 2, 3, 4]
     for k, v in full.state_dict().items():
         assert torch.allclose(v.float(), part.state_dict()[k].float(), atol=1e-6), k

@@ -33,9 +33,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from rtsseg.seg.metrics import ConfusionMeter, SegScores
 
-#: Files whose source decides what the cached outputs are (part of the code digest).
-CODE_FILES = ("seg/affinity.py", "attention/capture.py", "data/transforms.py", "data/io.py", "models/backbone.py",
-              "models/vit.py", "models/swin.py", "models/botnet.py", "models/resnet.py")
+#: Modules whose source decides what the cached outputs are (part of the code digest).
+CODE_MODULES = ("rtsseg.seg.affinity", "rtsseg.attention.capture", "rtsseg.models", "rtsseg.data")
 
 
 def state_digest(module: nn.Module) -> str:
@@ -48,13 +47,11 @@ def state_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def code_digest(files: Sequence[str] = CODE_FILES) -> str:
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.encode())
-        h.update((root / f).read_bytes())
-    return h.hexdigest()
+def code_digest(modules: Sequence[str] = CODE_MODULES) -> str:
+    """:func:`rtsseg.rundir.code_digest` of the modules that produce the cached outputs."""
+    from rtsseg.rundir import code_digest as digest
+
+    return digest(*modules)
 
 
 def run_identity(backbone: nn.Module, preprocessing: dict) -> dict:
@@ -219,15 +216,18 @@ def _atomic_save(obj, path: Path) -> None:
 def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val: OutputStore | None = None,
                   epochs: int = 20, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 16,
                   attention_loss_weight: float = 0.0, label_stride: int = 1, patience: int | None = None,
-                  seed: int = 0, run_dir: str | os.PathLike | None = None, ignore_index: int = 255,
-                  identity: dict | None = None, stop_after: int | None = None) -> tuple[nn.Module, list[dict]]:
+                  seed: int = 0, run_parent: str | os.PathLike | None = None, ignore_index: int = 255,
+                  identity: dict | None = None, stop_after: int | None = None, amp: str = "none",
+                  restart: bool = False) -> tuple[nn.Module, list[dict]]:
     """Train ``decoder`` on cached outputs; returns (decoder with the best-val state, or the last one without
     ``val``; history: one dict per epoch with epoch, loss, ce, attn_loss, val_miou, lr, wall_s).
 
     ``attention_loss_weight`` > 0 adds λ · attention-supervision loss on the decoder's mixed affinity Ā (needs
     mechanism (b), ``propagate``). ``patience``: stop after that many epochs without a better val mIoU.
-    ``stop_after``: run at most that many epochs in this call (time-boxed runs; call again to resume from
-    ``run_dir``).
+    ``stop_after``: run at most that many epochs in this call (time-boxed runs; call again to resume).
+    ``run_parent``: checkpoint after every epoch in ``rtsseg.rundir.open_run(run_parent, config, code)`` (locked;
+    same config and code -> resumed, ``restart=True`` starts over). ``amp``: ``rtsseg.precision`` choice
+    for the decoder's forward (bf16 pays only on CPUs with native bf16 and on CUDA).
     """
     from rtsseg.seg.decoders import attention_supervision_loss, token_class_fractions
 
@@ -244,62 +244,74 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 "batch_size": batch_size, "attention_loss_weight": attention_loss_weight,
                 "label_stride": label_stride, "seed": seed, "data": (identity or train.identity)}
     history: list[dict] = []
-    best = (-1.0, None)
-    best_epoch = 0
-    start_epoch = 0
-    state_path = Path(run_dir) / "state.pt" if run_dir is not None else None
-    if state_path is not None and state_path.is_file():
-        state = torch.load(state_path, weights_only=True)
-        if state["identity_json"] == json.dumps(identity, sort_keys=True, default=str):
+    best: tuple[float, dict | None] = (-1.0, None)
+    best_epoch, start_epoch = 0, 0
+    from rtsseg.precision import autocast, autocast_dtype
+    from rtsseg.rundir import code_digest as digest, open_run
+
+    dtype = autocast_dtype(amp, "cpu")
+    run = open_run(run_parent, identity, digest("rtsseg.seg"), restart=restart) if run_parent is not None else None
+    try:
+        state = run.load() if run is not None else None
+        if state is not None:
             decoder.load_state_dict(state["decoder"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             generator.set_state(state["generator"])
             history = json.loads(state["history_json"])
-            start_epoch = state["epoch"]
+            start_epoch, best_epoch = state["epoch"], state["best_epoch"]
             best = (state["best_miou"], state["best_state"])
-            best_epoch = state["best_epoch"]
-    last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
-    for epoch in range(start_epoch, last_epoch):
-        if patience is not None and val is not None and epoch - best_epoch >= patience:
-            break  # no better val mIoU for `patience` epochs
-        decoder.train()
-        t0, sums, n = time.perf_counter(), [0.0, 0.0], 0
-        for stages, affinity, maps, masks in train.batches(batch_size, generator):
-            logits = decoder(stages, affinity, maps)
-            ce = 0.0
-            groups = list(per_mask_groups(logits, masks))
-            for lg, m in groups:
-                up = F.interpolate(lg, size=m.shape[-2:], mode="bilinear", align_corners=False)
-                if label_stride > 1:
-                    up, m = up[:, :, ::label_stride, ::label_stride], m[:, ::label_stride, ::label_stride]
-                ce = ce + F.cross_entropy(up, m, ignore_index=ignore_index) * (lg.shape[0] / logits.shape[0])
-            loss, attn = ce, torch.zeros(())
-            if attention_loss_weight > 0:
-                fractions = torch.cat([token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index)
-                                       for _, m in groups])
-                attn = attention_supervision_loss(decoder.last_affinity, fractions)
-                loss = ce + attention_loss_weight * attn
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            sums[0] += ce.item()
-            sums[1] += float(attn)
-            n += 1
-        val_miou = evaluate_store(decoder, val, num_classes, batch_size, ignore_index).miou if val is not None else float("nan")
-        history.append({"epoch": epoch + 1, "ce": sums[0] / n, "attn_loss": sums[1] / n, "val_miou": val_miou,
-                        "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0})
-        if val is not None and val_miou > best[0]:
-            best = (val_miou, {k: v.detach().clone() for k, v in decoder.state_dict().items()})
-            best_epoch = epoch + 1
-        if state_path is not None:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_save({"identity_json": json.dumps(identity, sort_keys=True, default=str),
-                          "decoder": decoder.state_dict(), "optimizer": opt.state_dict(),
+        last_epoch = epochs if stop_after is None else min(epochs, start_epoch + stop_after)
+        done = last_epoch == epochs
+        for epoch in range(start_epoch, last_epoch):
+            if patience is not None and val is not None and epoch - best_epoch >= patience:
+                done = True  # no better val mIoU for `patience` epochs: early stop
+                break
+            decoder.train()
+            t0, sums, n = time.perf_counter(), [0.0, 0.0], 0
+            for stages, affinity, maps, masks in train.batches(batch_size, generator):
+                with autocast("cpu", dtype):
+                    logits = decoder(stages, affinity, maps).float()  # [b, K, h0, w0]
+                groups = list(per_mask_groups(logits, masks))
+                ce = 0.0
+                for lg, m in groups:
+                    up = F.interpolate(lg, size=m.shape[-2:], mode="bilinear", align_corners=False)
+                    if label_stride > 1:
+                        up, m = up[:, :, ::label_stride, ::label_stride], m[:, ::label_stride, ::label_stride]
+                    ce = ce + F.cross_entropy(up, m, ignore_index=ignore_index) * (lg.shape[0] / logits.shape[0])
+                loss, attn = ce, torch.zeros(())
+                if attention_loss_weight > 0:
+                    fractions = torch.cat([token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index)
+                                           for _, m in groups])  # [b, K, h, w]
+                    attn = attention_supervision_loss(decoder.last_affinity, fractions)
+                    loss = ce + attention_loss_weight * attn
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                sums[0] += float(ce.detach())
+                sums[1] += float(attn.detach())
+                n += 1
+            val_miou = (evaluate_store(decoder, val, num_classes, batch_size, ignore_index).miou
+                        if val is not None else float("nan"))
+            history.append({"epoch": epoch + 1, "ce": sums[0] / n, "attn_loss": sums[1] / n, "val_miou": val_miou,
+                            "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0})
+            if val is not None and val_miou > best[0]:
+                best = (val_miou, {k: v.detach().clone() for k, v in decoder.state_dict().items()})
+                best_epoch = epoch + 1
+            if run is not None:
+                run.save({"decoder": decoder.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "generator": generator.get_state(),
                           "history_json": json.dumps(history), "epoch": epoch + 1,
-                          "best_miou": best[0], "best_state": best[1], "best_epoch": best_epoch}, state_path)
+                          "best_miou": best[0], "best_state": best[1], "best_epoch": best_epoch})
+    except BaseException:
+        if run is not None:
+            run.close("failed")
+        raise
+    if run is not None:
+        if done:
+            run.finish()
+        run.close()
     if best[1] is not None:
         decoder.load_state_dict(best[1])
     return decoder.eval(), history
