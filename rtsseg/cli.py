@@ -45,6 +45,12 @@ def _pretrain(rest: list[str]) -> int:
     return pretrain_main(rest) or 0
 
 
+def _evaluate(rest: list[str]) -> int:
+    from rtsseg.seg.evaluate import main as evaluate_main
+
+    return evaluate_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtsseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("pretrain", help="Barlow Twins pretraining (torchrun-compatible); see `rtsseg pretrain --help`",
                    add_help=False)
+    sub.add_parser("evaluate", help="score a segmentation checkpoint on a data folder, print JSON; see "
+                   "`rtsseg evaluate --help`", add_help=False)
     return parser
 
 
@@ -86,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["pretrain"]:
         return _pretrain(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        return _evaluate(argv[1:])
     args = build_parser().parse_args(argv)
     from rtsseg.errors import DataError
     from rtsseg.pipeline import NotebookParameterError, StepFailed

@@ -340,42 +340,62 @@ class Segmenter(nn.Module):
         return self.decoder(out.stages, out.affinity, out.maps)
 
 
+SEGMENTER_FORMAT = "rtsseg-segmenter-1"
+
+
 def save_segmenter(path: str | os.PathLike, backbone: nn.Module, backbone_kwargs: dict, decoder: nn.Module,
                    config: dict, vit_blocks: list[int] | None = None) -> Path:
-    """Everything to rebuild backbone + decoder: backbone name and kwargs (``build_backbone``), its weights,
-    the decoder config and weights, and ``config`` (data set, class names, input size, training parameters)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save({"format": "rtsseg-segmenter-1", "backbone_name": backbone.name, "backbone_kwargs": backbone_kwargs,
-                  "backbone_state": backbone.state_dict(), "decoder_config_json": json.dumps(decoder.config),
-                  "decoder_state": decoder.state_dict(), "vit_blocks": vit_blocks,
-                  "config_json": json.dumps(config, default=str)}, path)
-    return path
+    """Everything to rebuild backbone + decoder in one file (``torch.load(weights_only=True)``-safe): the
+    backbone's registry name and kwargs (``build_backbone``), its weights, the decoder config and weights,
+    and ``config`` (data set, class names, input size, training parameters, scores)."""
+    from rtsseg.checkpoint import save_checkpoint
+
+    return save_checkpoint({"format": SEGMENTER_FORMAT, "backbone_name": backbone.name,
+                            "backbone_kwargs_json": json.dumps(backbone_kwargs),
+                            "backbone_state": backbone.state_dict(), "decoder_config_json": json.dumps(decoder.config),
+                            "decoder_state": decoder.state_dict(), "vit_blocks": vit_blocks,
+                            "config_json": json.dumps(config, default=str)}, path)
 
 
 def load_segmenter(path: str | os.PathLike, expect_backbone: str | None = None) -> tuple[Segmenter, dict]:
-    """Rebuild the :class:`Segmenter` of :func:`save_segmenter`; returns (segmenter, config). Raises ValueError
-    naming the file when it is no segmenter checkpoint or its backbone is not ``expect_backbone``."""
+    """Rebuild the :class:`Segmenter` of :func:`save_segmenter`; returns (segmenter, config).
+
+    Raises ``CheckpointError`` (naming the file and the fix) when the file is no segmentation checkpoint
+    (e.g. a pretraining checkpoint), holds another backbone than ``expect_backbone``, or its backbone weights
+    do not fit the backbone it names."""
+    from rtsseg.checkpoint import load_checkpoint
+    from rtsseg.errors import CheckpointError
     from rtsseg.models import build_backbone
     from rtsseg.seg.decoders import build_decoder
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path}")
-    ck = torch.load(path, weights_only=True, map_location="cpu")
-    if not isinstance(ck, dict) or ck.get("format") != "rtsseg-segmenter-1":
-        raise ValueError(f"{path} is not a segmentation checkpoint (written by rtsseg.seg.train.save_segmenter)")
-    if expect_backbone is not None and ck["backbone_name"] != expect_backbone:
-        raise ValueError(f"{path} holds a decoder for backbone {ck['backbone_name']!r}, not {expect_backbone!r}")
-    backbone = build_backbone(ck["backbone_name"], **ck["backbone_kwargs"])
+        from rtsseg.errors import MissingDataError
+
+        raise MissingDataError(path, "pass the decoder checkpoint written by the segmentation step "
+                               "(runs/<profile>/segmentation/.../segmenter.pt)", problem="no checkpoint")
+    ck = load_checkpoint(path)
+    if not isinstance(ck, dict) or ck.get("format") != SEGMENTER_FORMAT:
+        keys = sorted(ck)[:6] if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(path, f"not a segmentation checkpoint (keys {keys}; a backbone or pretraining "
+                              "checkpoint?)", "pass a segmenter.pt written by rtsseg.seg.train.save_segmenter")
+    name = ck["backbone_name"]
+    if expect_backbone is not None and name != expect_backbone:
+        raise CheckpointError(path, f"decoder trained on backbone {name!r}, not {expect_backbone!r}",
+                              f"pass a checkpoint of {expect_backbone!r} or drop --backbone")
+    kwargs = json.loads(ck["backbone_kwargs_json"])
+    backbone = build_backbone(name, **kwargs)
     try:
         backbone.load_state_dict(ck["backbone_state"])
     except RuntimeError as err:
-        raise ValueError(f"{path}: backbone weights do not fit {ck['backbone_name']!r} "
-                         f"(a checkpoint of another backbone?): {str(err).splitlines()[0]}") from err
+        raise CheckpointError(path, f"its backbone weights do not fit {name!r} (weights of another backbone?): "
+                              f"{str(err).splitlines()[0]}", "retrain the decoder with this backbone") from err
     decoder = build_decoder(json.loads(ck["decoder_config_json"]))
-    decoder.load_state_dict(ck["decoder_state"])
+    try:
+        decoder.load_state_dict(ck["decoder_state"])
+    except RuntimeError as err:
+        raise CheckpointError(path, f"decoder weights do not fit its config: {str(err).splitlines()[0]}",
+                              "retrain the decoder") from err
     config = json.loads(ck["config_json"])
-    config.update(backbone=ck["backbone_name"], backbone_kwargs=ck["backbone_kwargs"],
-                  decoder=json.loads(ck["decoder_config_json"]))
+    config.update(backbone=name, backbone_kwargs=kwargs, decoder=json.loads(ck["decoder_config_json"]))
     return Segmenter(backbone, decoder.eval(), ck["vit_blocks"]).eval(), config
