@@ -119,3 +119,16 @@ def test_training_learns_resumes_and_stops_early(tmp_path):
     assert [h["epoch"] for h in h2] == [1, 2, 3, 4]
     for k, v in full.state_dict().items():
         assert torch.allclose(v.float(), part.state_dict()[k].float(), atol=1e-6), k
+
+
+def test_state_digest_covers_buffers_and_scalars():
+    from rtsseg.seg.train import state_digest
+
+    bn = torch.nn.BatchNorm2d(3)  # num_batches_tracked is a 0-dim int64 buffer
+    before = state_digest(bn)
+    bn.running_mean += 1
+    assert state_digest(bn) != before
+    bn.running_mean -= 1
+    assert state_digest(bn) == before
+    bn.num_batches_tracked += 1
+    assert state_digest(bn) != before
