@@ -102,7 +102,8 @@ def test_training_learns_resumes_and_stops_early(tmp_path):
     dec, hist = train_decoder(dec, store, 3, val=val, epochs=4, lr=1e-2, batch_size=3, label_stride=2,
                               run_parent=tmp_path / "a")
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4] and hist[-1]["ce"] < hist[0]["ce"]
-    assert evaluate_store(dec, val, 3).miou == pytest.approx(max(h["val_miou"] for h in hist))  # best state kept
+    best = max(h["val_miou"] for h in hist)  # held-out mIoU is scored at the label stride
+    assert evaluate_store(dec, val, 3, label_stride=2).miou == pytest.approx(best)  # best state kept
     # resume: 2 epochs, then the same run to 4 epochs equals the uninterrupted one
     d1 = make_decoder("attn_all", store.in_dims, 3, store.num_heads, embed_dim=8, fuse_dim=8)
     torch.manual_seed(5)
@@ -132,3 +133,14 @@ def test_state_digest_covers_buffers_and_scalars():
     assert state_digest(bn) == before
     bn.num_batches_tracked += 1
     assert state_digest(bn) != before
+
+
+@pytest.mark.parametrize("size,stride", [((40, 40), 2), ((37, 50), 3), ((360, 480), 4), ((9, 7), 1)])
+def test_strided_logits_equal_interpolate_then_slice(size, stride):
+    import torch.nn.functional as F
+
+    from rtsseg.seg.train import strided_logits
+
+    logits = torch.randn(2, 5, 6, 8, dtype=torch.float64)
+    ref = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., ::stride, ::stride]
+    assert torch.allclose(strided_logits(logits, size, stride), ref, atol=1e-10)

@@ -186,6 +186,20 @@ def poly_lr(step: int, total: int, power: float = 0.9) -> float:
     return (1 - min(step, total) / total) ** power
 
 
+def strided_logits(logits: torch.Tensor, size: Sequence[int], stride: int = 1) -> torch.Tensor:
+    """``F.interpolate(logits, size, bilinear, align_corners=False)[..., ::stride, ::stride]`` without computing
+    the pixels that the stride drops: ``grid_sample`` at the kept pixels' centres (border clamping, as
+    ``interpolate`` clamps). [B, K, h, w] -> [B, K, ceil(H/s), ceil(W/s)]."""
+    if stride == 1:
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    h, w = size
+    ys = (torch.arange(0, h, stride, dtype=logits.dtype, device=logits.device) + 0.5) * 2 / h - 1
+    xs = (torch.arange(0, w, stride, dtype=logits.dtype, device=logits.device) + 0.5) * 2 / w - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # [H/s, W/s, 2] as (x, y)
+    grid = grid.expand(logits.shape[0], *grid.shape)
+    return F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def per_mask_groups(logits: torch.Tensor, masks) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """(logits [b,K,h,w], masks [b,H,W]) groups of one label size: the whole batch, or one image each."""
     if isinstance(masks, torch.Tensor):
@@ -197,13 +211,16 @@ def per_mask_groups(logits: torch.Tensor, masks) -> Iterable[tuple[torch.Tensor,
 
 @torch.no_grad()
 def evaluate_store(decoder: nn.Module, store: OutputStore, num_classes: int, batch_size: int = 16,
-                   ignore_index: int = 255) -> SegScores:
-    """mIoU of ``decoder`` over the cached split: logits upsampled to the native labels, one confusion matrix."""
+                   ignore_index: int = 255, label_stride: int = 1) -> SegScores:
+    """mIoU of ``decoder`` over the cached split: logits upsampled to the native labels, one confusion matrix.
+    ``label_stride`` > 1 scores every s-th label row and column only (model selection on the held-out block;
+    reported scores use 1)."""
     decoder.eval()
     meter = ConfusionMeter(num_classes, ignore_index)
     for stages, affinity, maps, masks in store.batches(batch_size):
         for lg, m in per_mask_groups(decoder(stages, affinity, maps), masks):
-            meter.update(F.interpolate(lg, size=m.shape[-2:], mode="bilinear", align_corners=False).argmax(1), m)
+            meter.update(strided_logits(lg, m.shape[-2:], label_stride).argmax(1),
+                         m[:, ::label_stride, ::label_stride])
     return meter.scores()
 
 
@@ -275,9 +292,8 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 groups = list(per_mask_groups(logits, masks))
                 ce = 0.0
                 for lg, m in groups:
-                    up = F.interpolate(lg, size=m.shape[-2:], mode="bilinear", align_corners=False)
-                    if label_stride > 1:
-                        up, m = up[:, :, ::label_stride, ::label_stride], m[:, ::label_stride, ::label_stride]
+                    up = strided_logits(lg, m.shape[-2:], label_stride)  # [b, K, H/s, W/s]
+                    m = m[:, ::label_stride, ::label_stride]
                     ce = ce + F.cross_entropy(up, m, ignore_index=ignore_index) * (lg.shape[0] / logits.shape[0])
                 loss, attn = ce, torch.zeros(())
                 if attention_loss_weight > 0:
@@ -292,7 +308,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 sums[0] += float(ce.detach())
                 sums[1] += float(attn.detach())
                 n += 1
-            val_miou = (evaluate_store(decoder, val, num_classes, batch_size, ignore_index).miou
+            val_miou = (evaluate_store(decoder, val, num_classes, batch_size, ignore_index, label_stride).miou
                         if val is not None else float("nan"))
             history.append({"epoch": epoch + 1, "ce": sums[0] / n, "attn_loss": sums[1] / n, "val_miou": val_miou,
                             "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0})
