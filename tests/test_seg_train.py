@@ -144,3 +144,19 @@ def test_strided_logits_equal_interpolate_then_slice(size, stride):
     logits = torch.randn(2, 5, 6, 8, dtype=torch.float64)
     ref = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., ::stride, ::stride]
     assert torch.allclose(strided_logits(logits, size, stride), ref, atol=1e-10)
+
+
+def test_training_with_the_attention_supervision_loss():
+    pytest.importorskip("rtsseg.attention.supervision",
+                        reason="rtsseg.attention.supervision (the attn helper's branch) is not merged yet")
+    bb = build_backbone("vit_small64", img_size=64, depth=2).eval()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    masks = torch.zeros(4, 32, 32, dtype=torch.long)
+    masks[:, :, 16:] = 1  # left half class 0, right half class 1: every token is pure
+    store = segtrain.compute_outputs(bb, TensorDataset(images, masks))
+    dec = make_decoder("attn_all", store.in_dims, 2, store.num_heads, embed_dim=8, fuse_dim=8)
+    _, hist = train_decoder(dec, store, 2, epochs=2, lr=1e-2, batch_size=2, attention_loss_weight=1.0)
+    assert all(h["attn_loss"] > 0 for h in hist)
+    with pytest.raises(ValueError, match="propagate"):
+        train_decoder(make_decoder("mlp", store.in_dims, 2, store.num_heads), store, 2, epochs=1,
+                      attention_loss_weight=1.0)
