@@ -106,16 +106,16 @@ rows, trained, timing = [], {}, []
 for backbone_name in backbones:
     for init in inits:
         for seed in seeds:
-            model = load_backbone(profile, backbone_name, init, seed, image_size)
+            model = load_backbone(profile, backbone_name, init, seed, image_size, device)
             t0, c0 = time.perf_counter(), time.process_time()
-            stores = backbone_stores(model, sets, preprocessing, cache_root, batch_size)
+            stores = backbone_stores(model, sets, preprocessing, cache_root, batch_size, device)
             timing.append({"backbone": backbone_name, "init": init, "seed": seed, "what": "backbone outputs",
                            "wall s": time.perf_counter() - t0, "cpu s": time.process_time() - c0})
             for name, weight in variants:
                 label = name if weight == 0 else f"{name}+sup"
                 parent = run_dir(profile, "segmentation", "runs", backbone_name, init.replace(" ", "_"), f"seed{seed}")
                 row, dec = fit_decoder(name, stores, num_classes, seed, lrs, epochs, batch_size, weight, label_stride,
-                                       patience, parent, embed_dim, fuse_dim, propagation_steps, amp)
+                                       patience, parent, embed_dim, fuse_dim, propagation_steps, amp, device)
                 row.update(backbone=backbone_name, init=init, decoder=label)
                 rows.append(row)
                 trained[backbone_name, init, seed, label] = dec
@@ -174,8 +174,8 @@ per_class
 
 # %%
 seed0 = int(best_rows.seed.min())
-model = load_backbone(profile, best_backbone, best_init, seed0, image_size)
-segmenter = Segmenter(model, trained[best_backbone, best_init, seed0, best_decoder]).eval()
+model = load_backbone(profile, best_backbone, best_init, seed0, image_size)  # cpu: the figure is small
+segmenter = Segmenter(model, trained[best_backbone, best_init, seed0, best_decoder].cpu()).eval()
 val_set = sets["val"]
 picks = evenly_spaced(len(val_set), n_figure_images)
 images = torch.stack([val_set[i][0] for i in picks])

@@ -91,7 +91,7 @@ def backbone_stores(backbone, sets: dict, pre: dict, cache_root: Path, batch_siz
 def fit_decoder(name: str, stores: dict[str, OutputStore], num_classes: int, seed: int, lrs: Sequence[float],
                 epochs: int, batch_size: int = 16, attention_loss_weight: float = 0.0, label_stride: int = 1,
                 patience: int | None = None, run_parent: Path | None = None, embed_dim: int = 64,
-                fuse_dim: int = 64, k: int = 1, amp: str = "none"):
+                fuse_dim: int = 64, k: int = 1, amp: str = "none", device="cpu"):
     """Train decoder ``name`` once per learning rate, keep the one with the best held-out mIoU (and its best
     epoch), score it on val. Returns (row dict, decoder)."""
     from rtsseg.seg.decoders import count_parameters, make_decoder
@@ -104,13 +104,13 @@ def fit_decoder(name: str, stores: dict[str, OutputStore], num_classes: int, see
         dec = make_decoder(name, fit.in_dims, num_classes, fit.num_heads, k=k, embed_dim=embed_dim, fuse_dim=fuse_dim)
         dec, hist = train_decoder(dec, fit, num_classes, val=held, epochs=epochs, lr=lr, batch_size=batch_size,
                                   attention_loss_weight=attention_loss_weight, label_stride=label_stride,
-                                  patience=patience, seed=seed, amp=amp,
+                                  patience=patience, seed=seed, amp=amp, device=device,
                                   run_parent=None if run_parent is None else Path(run_parent) / name)
         held_miou = max(h["val_miou"] for h in hist)
         if best is None or held_miou > best[0]:
             best = (held_miou, lr, dec, hist)
     held_miou, lr, dec, hist = best
-    s = evaluate_store(dec, val, num_classes, batch_size)
+    s = evaluate_store(dec, val, num_classes, batch_size, device=device)
     row = {"decoder": name, "seed": seed, "lr": lr, "attention_loss_weight": attention_loss_weight,
            "best_epoch": max(hist, key=lambda h: h["val_miou"])["epoch"], "holdout mIoU": held_miou,
            "mIoU": s.miou, "pixel accuracy": s.pixel_accuracy, "parameters": count_parameters(dec),

@@ -122,19 +122,20 @@ class OutputStore:
     def num_heads(self) -> int:
         return self.maps[0].shape[0]
 
-    def batch(self, idx: Sequence[int]):
-        """(stages [b, C_s, h_s, w_s] float32 list, affinity [b,H,N,N] float32, maps [b,H,h,w], masks [b,H0,W0] int64)."""
-        stages = [torch.stack([self.stages[i][s] for i in idx]).float() for s in range(len(self.stages[0]))]
-        masks = [self.masks[i].long() for i in idx]
+    def batch(self, idx: Sequence[int], device="cpu"):
+        """(stages [b, C_s, h_s, w_s] float32 list, affinity [b,H,N,N] float32, maps [b,H,h,w], masks [b,H0,W0] int64),
+        on ``device``."""
+        stages = [torch.stack([self.stages[i][s] for i in idx]).to(device).float() for s in range(len(self.stages[0]))]
+        masks = [self.masks[i].to(device).long() for i in idx]
         if len({tuple(m.shape) for m in masks}) == 1:
             masks = torch.stack(masks)  # [b, H0, W0]; a list when sizes differ (COCO)
-        return (stages, torch.stack([self.affinity[i] for i in idx]).float(), torch.stack([self.maps[i] for i in idx]),
-                masks)
+        return (stages, torch.stack([self.affinity[i] for i in idx]).to(device).float(),
+                torch.stack([self.maps[i] for i in idx]).to(device), masks)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None):
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, device="cpu"):
         order = torch.randperm(len(self), generator=generator).tolist() if generator is not None else list(range(len(self)))
         for s in range(0, len(order), batch_size):
-            yield self.batch(order[s: s + batch_size])
+            yield self.batch(order[s: s + batch_size], device)
 
 
 @torch.no_grad()
@@ -211,14 +212,14 @@ def per_mask_groups(logits: torch.Tensor, masks) -> Iterable[tuple[torch.Tensor,
 
 @torch.no_grad()
 def evaluate_store(decoder: nn.Module, store: OutputStore, num_classes: int, batch_size: int = 16,
-                   ignore_index: int = 255, label_stride: int = 1) -> SegScores:
+                   ignore_index: int = 255, label_stride: int = 1, device="cpu") -> SegScores:
     """mIoU of ``decoder`` over the cached split: logits upsampled to the native labels, one confusion matrix.
     ``label_stride`` > 1 scores every s-th label row and column only (model selection on the held-out block;
     reported scores use 1)."""
     decoder.eval()
     meter = ConfusionMeter(num_classes, ignore_index)
-    for stages, affinity, maps, masks in store.batches(batch_size):
-        for lg, m in per_mask_groups(decoder(stages, affinity, maps), masks):
+    for stages, affinity, maps, masks in store.batches(batch_size, device=device):
+        for lg, m in per_mask_groups(decoder(stages, affinity, maps).float(), masks):
             meter.update(strided_logits(lg, m.shape[-2:], label_stride).argmax(1),
                          m[:, ::label_stride, ::label_stride])
     return meter.scores()
@@ -235,7 +236,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                   attention_loss_weight: float = 0.0, label_stride: int = 1, patience: int | None = None,
                   seed: int = 0, run_parent: str | os.PathLike | None = None, ignore_index: int = 255,
                   identity: dict | None = None, stop_after: int | None = None, amp: str = "none",
-                  restart: bool = False) -> tuple[nn.Module, list[dict]]:
+                  restart: bool = False, device="cpu") -> tuple[nn.Module, list[dict]]:
     """Train ``decoder`` on cached outputs; returns (decoder with the best-val state, or the last one without
     ``val``; history: one dict per epoch with epoch, loss, ce, attn_loss, val_miou, lr, wall_s).
 
@@ -266,10 +267,12 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
     from rtsseg.precision import autocast, autocast_dtype
     from rtsseg.rundir import code_digest as digest, open_run
 
-    dtype = autocast_dtype(amp, "cpu")
+    device = torch.device(device)
+    decoder = decoder.to(device)
+    dtype = autocast_dtype(amp, device)
     run = open_run(run_parent, identity, digest("rtsseg.seg"), restart=restart) if run_parent is not None else None
     try:
-        state = run.load() if run is not None else None
+        state = run.load(map_location=str(device)) if run is not None else None
         if state is not None:
             decoder.load_state_dict(state["decoder"])
             opt.load_state_dict(state["optimizer"])
@@ -286,8 +289,8 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 break
             decoder.train()
             t0, sums, n = time.perf_counter(), [0.0, 0.0], 0
-            for stages, affinity, maps, masks in train.batches(batch_size, generator):
-                with autocast("cpu", dtype):
+            for stages, affinity, maps, masks in train.batches(batch_size, generator, device):
+                with autocast(device, dtype):
                     logits = decoder(stages, affinity, maps).float()  # [b, K, h0, w0]
                 groups = list(per_mask_groups(logits, masks))
                 ce = 0.0
@@ -308,7 +311,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 sums[0] += float(ce.detach())
                 sums[1] += float(attn.detach())
                 n += 1
-            val_miou = (evaluate_store(decoder, val, num_classes, batch_size, ignore_index, label_stride).miou
+            val_miou = (evaluate_store(decoder, val, num_classes, batch_size, ignore_index, label_stride, device).miou
                         if val is not None else float("nan"))
             history.append({"epoch": epoch + 1, "ce": sums[0] / n, "attn_loss": sums[1] / n, "val_miou": val_miou,
                             "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0})
