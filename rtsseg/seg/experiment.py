@@ -72,6 +72,9 @@ def split_datasets(dataset: str, data_root: Path, input_size: Sequence[int], max
         idx = evenly_spaced(len(train), max_train and int(max_train * (1 + holdout_fraction)))
         fit, held = [i for k, i in enumerate(idx) if k % every], [i for k, i in enumerate(idx) if not k % every]
         names = list(val.class_names)
+    if not held or not fit:
+        raise ValueError(f"{dataset} train ({len(train)} images) gives {len(fit)} fit and {len(held)} held-out images "
+                         f"with holdout_fraction={holdout_fraction}: both must be non-empty")
     fit = [fit[i] for i in evenly_spaced(len(fit), max_train)]
     if max_train is not None:  # small runs: a proportionally small held-out block (still whole-sequence tails)
         held = [held[i] for i in evenly_spaced(len(held), max(1, round(max_train * holdout_fraction)))]
