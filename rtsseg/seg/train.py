@@ -17,7 +17,6 @@ epoch (decoder, optimiser, epoch, history, identity); a rerun with the same iden
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -173,11 +172,10 @@ def cached_outputs(backbone: nn.Module, dataset: Dataset, preprocessing: dict, c
             return OutputStore(data["stages"], data["affinity"], data["maps"], data["masks"], identity)
     store = compute_outputs(backbone, dataset, batch_size, device, vit_blocks)
     store.identity = identity
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"identity_json": json.dumps(identity, sort_keys=True, default=str), "stages": store.stages,
-                "affinity": store.affinity, "maps": store.maps, "masks": store.masks}, tmp)
-    os.replace(tmp, path)
+    from rtsseg.checkpoint import save_checkpoint
+
+    save_checkpoint({"identity_json": json.dumps(identity, sort_keys=True, default=str), "stages": store.stages,
+                     "affinity": store.affinity, "maps": store.maps, "masks": store.masks}, path)  # atomic
     return store
 
 
@@ -223,12 +221,6 @@ def evaluate_store(decoder: nn.Module, store: OutputStore, num_classes: int, bat
             meter.update(strided_logits(lg, m.shape[-2:], label_stride).argmax(1),
                          m[:, ::label_stride, ::label_stride])
     return meter.scores()
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val: OutputStore | None = None,
