@@ -184,7 +184,8 @@ with torch.no_grad():
     preds = predict_masks(segmenter, images, tuple(masks.shape[-2:]), device="cpu")
 palette = CAMVID_PALETTE if dataset == "camvid" else default_palette(num_classes)
 fig = plot_predictions(images, masks, preds, class_names, palette=palette)
-fig.suptitle(f"{best_backbone}, {best_init}, {best_decoder} (val frames {picks})")
+frames = [val_set.indices[i] for i in picks]  # indices into the whole val split
+fig.suptitle(f"{best_backbone}, {best_init}, {best_decoder}: val frames {frames}", y=1.01)
 checkpoint = save_segmenter(
     run_dir(profile, "segmentation", "best", "segmenter.pt"), model, {"img_size": image_size}, segmenter.decoder,
     {"dataset": dataset, "input_size": list(input_size), "class_names": class_names, "init": best_init,
