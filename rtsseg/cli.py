@@ -115,6 +115,12 @@ def _pretrain(rest: list[str]) -> int:
     return 0
 
 
+def _evaluate(rest: list[str]) -> int:
+    from rtsseg.seg.evaluate import main as evaluate_main
+
+    return evaluate_main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rtsseg.profiles import PROFILES
 
@@ -158,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("pretrain", help="Barlow Twins pretraining (torchrun-compatible); see `rtsseg pretrain --help`",
                    add_help=False)
+    sub.add_parser("evaluate", help="score a segmentation checkpoint on a data folder, print JSON; see "
+                   "`rtsseg evaluate --help`", add_help=False)
     return parser
 
 
@@ -176,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         except (DataError, ValueError) as err:  # config errors, locked or mismatched run folders: one line
             print(f"rtsseg pretrain: error: {err}", file=sys.stderr)
             return 1
+    if argv[:1] == ["evaluate"]:
+        return _evaluate(argv[1:])
     args = build_parser().parse_args(argv)
     from rtsseg.errors import DataError
     from rtsseg.pipeline import NotebookParameterError, RunRefused, StepFailed
