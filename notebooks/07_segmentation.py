@@ -81,10 +81,7 @@ from rtsseg.seg.plot import CAMVID_PALETTE, default_palette, plot_predictions
 from rtsseg.seg.probe import predict_masks
 from rtsseg.seg.train import Segmenter, save_segmenter
 
-try:  # the initialisations of the analysis chapters (random / supervised / barlow twins / dino)
-    from rtsseg.experiments import INITS, load_backbone
-except ImportError:
-    from rtsseg.profiles import INITS, load_backbone
+from rtsseg.experiments import INITS, load_backbone  # random / supervised / barlow twins / dino
 
 params = notebook_params(globals(), "07_segmentation")
 record = RunRecord("07_segmentation", params)
