@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="per-step override STEP:key=value (repeatable)")
     p.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "runs" / "gpu-out"))
     p.add_argument("--dry-run", action="store_true", help="CPU smoke check: no CUDA needed, per-step caps ignored")
+    p.add_argument("--calibrate", action="append", default=[], metavar="STEP=SECONDS",
+                   help="size chapters 02/03/04 to these budgets from one measured epoch each "
+                        "(scripts/gpu_calibrate.py; its JSON goes to $OUT/calibration.json); --set still wins")
+    p.add_argument("--calibrate-cap-s", type=float, default=120, help="cap of the calibration itself")
     args = p.parse_args(argv)
 
     deadline = time.time() + args.budget_s
@@ -189,7 +193,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     wanted = [s.name for s in STEPS] if not args.steps else [step(n).name for n in args.steps]
-    sets = parse_sets(args.set)
+    calibration = []
+    if args.calibrate:
+        cmd = [sys.executable, str(REPO / "scripts" / "gpu_calibrate.py"), "--profile", args.profile,
+               "--json", str(out / "calibration.json")]
+        for share in args.calibrate:
+            cmd += ["--share", share]
+        log(f"calibrate: start (cap {args.calibrate_cap_s:.0f} s) {' '.join(cmd[1:])}")
+        rc, wall, timed_out = run_capped(cmd, args.calibrate_cap_s)
+        if rc == 0 and (out / "calibration.json").is_file():
+            calibration = json.loads((out / "calibration.json").read_text())["sets"]
+            log(f"calibrate: ok in {wall:.1f} s -> {calibration}")
+        else:
+            log(f"calibrate: {'timed out' if timed_out else f'failed (rc {rc})'} in {wall:.1f} s: the profile's epochs stay")
+    sets = parse_sets(calibration + args.set)  # an explicit --set wins over the calibration
     bench = REPO / "benchmarks" / "bench_mfu.py"
     reserve = args.bench_s if (args.bench_s > 0 and bench.is_file()) else 0
     timings = {"env": env, "steps": {}, "bench": None}
