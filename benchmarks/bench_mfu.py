@@ -317,17 +317,18 @@ class PilPairs(torch.utils.data.Dataset):
 
 
 class PlainBarlowTwinsLoss(nn.Module):
-    """lightly's ``BarlowTwinsLoss`` formula (used when lightly is not installed): BN without affine over the
-    batch, C = z1n^T z2n / N, (1 - diag)^2 + lambda * offdiag^2."""
+    """lightly's ``BarlowTwinsLoss`` formula (used when lightly is not installed): ``F.batch_norm`` in training
+    mode without affine or running statistics (biased variance, eps 1e-5), C = z1n^T z2n / N,
+    sum (1 - diag)^2 + lambda * sum offdiag^2."""
 
     def __init__(self, lambda_param: float = 0.0051) -> None:
         super().__init__()
         self.lambda_param = lambda_param
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-        n, d = z_a.shape
-        z_a = (z_a - z_a.mean(0)) / z_a.std(0)
-        z_b = (z_b - z_b.mean(0)) / z_b.std(0)
+        n = z_a.shape[0]
+        z_a = nn.functional.batch_norm(z_a, None, None, training=True)  # [n, D]
+        z_b = nn.functional.batch_norm(z_b, None, None, training=True)
         c = z_a.T @ z_b / n
         on = (torch.diagonal(c) - 1).pow(2).sum()
         off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
