@@ -28,11 +28,12 @@ import bench_mfu as B  # noqa: E402
 
 def variant_options(name: str, base_batch: int) -> dict:
     """Parse a variant name: ``fp32|bf16`` then optional ``_b<batch>``, ``_compile``, ``_cl`` (channels-last),
-    ``_math`` (SDPA math backend, i.e. unfused attention), ``_nofused`` (timm fused_attn off),
+    ``_math`` (SDPA math backend), ``_nofused`` / ``_fused`` (every ``fused_attn`` flag off / on),
     ``_p<width>`` (projector width, 3 layers)."""
     parts = name.split("_")
     opts = {"amp": {"fp32": "none", "bf16": "bf16"}[parts[0]], "batch": base_batch, "compile": False, "cl": False,
-            "math": False, "nofused": False, "proj": None}
+            "math": False, "nofused": False, "fused": False,
+            "proj": None}
     for p in parts[1:]:
         if p.startswith("b") and p[1:].isdigit():
             opts["batch"] = int(p[1:])
@@ -44,6 +45,8 @@ def variant_options(name: str, base_batch: int) -> dict:
             opts["math"] = True
         elif p == "nofused":
             opts["nofused"] = True
+        elif p == "fused":
+            opts["fused"] = True
         elif p.startswith("p") and p[1:].isdigit():
             opts["proj"] = int(p[1:])
         else:
@@ -60,6 +63,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=2, help="timed steps per round and variant")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--depth", type=int, default=None, help="ViT depth override (same block shapes, cheaper study)")
     p.add_argument("--peak-size", type=int, default=4096)
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -68,6 +72,8 @@ def main() -> None:
     cases = {c.label: c for suite in B.SUITES.values() for c in suite}
     cases.setdefault("resnet_small", B.Case("resnet_small", "resnet_small", 64))
     case = cases[args.backbone]
+    if args.depth:
+        case = B.Case(f"{case.label}(depth {args.depth})", case.backbone, case.image_size, {**case.kwargs, "depth": args.depth})
     images, _ = B.source_images(512, case.image_size, None)
     setups, flops, results = {}, {}, {}
     for name in args.variants:
@@ -75,12 +81,15 @@ def main() -> None:
         dims = [o["proj"]] * 3 if o["proj"] else args.projector_dims
         s = B.setup_ours(case, o["batch"], dims, torch.device("cpu"), amp=o["amp"], compile=o["compile"],
                          channels_last=o["cl"], images=images)
-        if o["nofused"]:
+        if o["nofused"] or o["fused"]:
             for m in s.module.modules():
                 if hasattr(m, "fused_attn"):
-                    m.fused_attn = False
+                    m.fused_attn = bool(o["fused"])
         v1, v2 = B.make_views(s, torch.Generator().manual_seed(1))
-        flops[name] = B.count_step_flops(s, v1, v2)
+        key = (o["batch"], tuple(dims))  # FLOPs depend on the shapes only
+        if key not in flops:
+            flops[key] = B.count_step_flops(s, v1, v2)
+        flops[name] = flops[key]
         t0 = time.perf_counter()
         B.model_step(s, v1, v2)  # first step (compiles when compiled)
         first = time.perf_counter() - t0
