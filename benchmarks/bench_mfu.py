@@ -445,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref-steps", type=int, default=None, help="timed steps of the reference")
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], default="bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile (inductor) our model")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory for conv (BatchNorm) backbones")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory for conv (BatchNorm) backbones (default: on for CUDA, as the trainer)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (intra-op)")
     p.add_argument("--interop-threads", type=int, default=None, help="torch.set_num_interop_threads")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the reference (default: cores)")
@@ -474,6 +475,8 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if args.suite == "gpu" and torch.cuda.is_available() else "cpu"))
+    if args.channels_last is None:
+        args.channels_last = device.type == "cuda"
     if args.workers is None:
         args.workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 2
     peak_size = args.peak_size or (defaults.get("peak_size") or (8192 if device.type == "cuda" else 4096))
