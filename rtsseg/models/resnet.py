@@ -20,6 +20,7 @@ class ResNetBackbone(Backbone):
     """Wraps a timm ``ResNet`` (``num_classes=0``); no attention layers."""
 
     family = "resnet"
+    memory_format = torch.channels_last  # oneDNN / cuDNN convolutions run NHWC natively (BoTNet inherits)
 
     def __init__(self, name: str, model: ResNet) -> None:
         super().__init__(name, model.num_features)
