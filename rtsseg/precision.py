@@ -1,9 +1,10 @@
 """Mixed precision for every trainer and for feature extraction: one decision, one log line.
 
-``amp`` is ``auto | bf16 | fp16 | none``. ``auto`` means bf16 autocast where the hardware computes bf16 matrix
-products natively: CUDA, and CPUs with AMX-BF16 or AVX512-BF16 (measured on this project's CPU: a 4096²
-matmul runs 5x faster in bf16 than in fp32); elsewhere fp32, said once in the log, since emulated bf16 is slower
-than fp32. Only the autocast-listed ops (matmul, conv, linear) run in bf16: the Barlow Twins loss (computed in
+``amp`` is ``auto | bf16 | fp16 | none``. ``auto`` means bf16 autocast where the hardware has bf16 matrix
+units: CUDA, and CPUs with AMX-BF16 (a Sapphire Rapids Xeon with AMX ran a 4096² matmul 5x faster in bf16 than
+in fp32). AVX512-BF16 alone is not enough: on this project's 2-core VM (avx512_bf16, no amx_bf16) a 2048² bf16
+matmul ran at 0.09 TFLOP/s against 0.14 in fp32, and the Barlow Twins step of vit_small64 at 0.51x its fp32
+speed (``benchmarks/NOTES.md``). Elsewhere fp32, said once in the log. Only the autocast-listed ops (matmul, conv, linear) run in bf16: the Barlow Twins loss (computed in
 fp32 on purpose), BatchNorm statistics and the optimizer state stay fp32.
 """
 
@@ -19,17 +20,12 @@ import torch
 log = logging.getLogger(__name__)
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "none")
-_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+_BF16_FLAGS = ("amx_bf16",)
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matrix units (AMX-BF16 or AVX512-BF16)."""
-    try:
-        if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper():
-            return True
-    except Exception:  # noqa: BLE001 -- older torch: fall back to the flags
-        pass
+    """True when the CPU has bf16 matrix units (AMX-BF16) that make bf16 faster than fp32."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -294,6 +294,8 @@ def train_supervised(
     with open_run(cfg.parent(), cfg.identity(), cfg.code(), restart=cfg.restart) as run:
         torch.manual_seed(cfg.seed)
         backbone = build_backbone(cfg.backbone).to(device)
+        memory_format = getattr(backbone, "memory_format", torch.contiguous_format)  # NHWC for conv nets
+        backbone = backbone.to(memory_format=memory_format)
         classifier = nn.Linear(backbone.embed_dim, num_classes).to(device)
         groups = lars_param_groups(nn.ModuleList([backbone, classifier]), cfg.weight_decay)
         optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=cfg.lr)
@@ -328,7 +330,7 @@ def train_supervised(
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
                 gen = step_generator(cfg.seed, step, 0, stream=AUG_STREAM)
                 x, bx = _augment(cfg, images[idx].to(device), gen, boxes[idx] if boxes is not None else None)
-                x, y = _normalize(backbone, x), labels[idx].to(device)
+                x, y = _normalize(backbone, x).contiguous(memory_format=memory_format), labels[idx].to(device)
                 if attn is None:
                     with autocast(device, amp_dtype):
                         logits = classifier(backbone(x))  # [B,classes]

@@ -112,7 +112,7 @@ class PretrainConfig:
     run_parent: str | None = None  # runs go to <run_parent>/<identity>; default runs_root()/pretrain/<backbone>
     device: str | None = None  # "cpu" | "cuda" (default: cuda if available)
     amp: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 units, else fp32) | "bf16" | "fp16" | "none"
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # on CUDA, and for conv backbones (Backbone.memory_format) on CPU too
     sync_bn: bool = False  # backbone BatchNorm -> SyncBatchNorm (CUDA, more than one rank)
     num_threads: int | None = None
     save_every_steps: int = 0  # 0: checkpoints at epoch ends only
@@ -303,7 +303,10 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
     model = BarlowTwins(backbone, cfg.projector_dims, cfg.lambd).to(info.device)
     if cfg.sync_bn and info.device.type == "cuda" and info.world_size > 1:
         model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
-    channels_last = cfg.channels_last and info.device.type == "cuda"
+    # conv nets run NHWC natively (oneDNN, cuDNN): +21 % for botnet_small on this CPU (benchmarks/NOTES.md)
+    channels_last = cfg.channels_last and (
+        info.device.type == "cuda" or getattr(backbone, "memory_format", None) == torch.channels_last
+    )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(cfg.amp, info.device)
