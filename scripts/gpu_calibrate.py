@@ -43,11 +43,14 @@ def step_defaults(profile: str, name: str) -> dict:
 
 
 def epoch_seconds(run: Path) -> float:
-    """Wall seconds of epoch 1 (training + one round of monitors) from a run's ``history.csv``."""
+    """Wall seconds of epoch 1 (training + one round of monitors) from a run's ``history.csv``: the difference
+    to the epoch-0 row where the trainer logs one (BT, DINO: monitors before training), else its own wall_s."""
     import pandas as pd
 
     h = pd.read_csv(run / "history.csv")
-    return float(h["wall_s"].iloc[-1] - h["wall_s"].iloc[0])
+    if len(h) >= 2 and int(h["epoch"].iloc[0]) == 0:
+        return float(h["wall_s"].iloc[-1] - h["wall_s"].iloc[0])
+    return float(h["wall_s"].iloc[-1])
 
 
 def first(value):
