@@ -166,7 +166,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             warmup_epochs=10.0,
         ),
         "03_pretrain_dino": dict(
-            backbones=["vit_s16"], image_size=224, batch_size=256, max_images_per_class=None, bt_epochs=100,
+            backbones=["vit_s16"], image_size=224, batch_size=256, bt_epochs=100,
             bt_projector_dims=[8192, 8192, 8192], n_local_crops=6, warmup_epochs=10.0, freeze_last_layer=1.0,
             teacher_temp=0.07, warmup_teacher_temp_epochs=30, knn_train_per_class=100, knn_val_per_class=50,
         ),
