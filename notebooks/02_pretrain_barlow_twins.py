@@ -62,8 +62,6 @@ knn_val_per_class = 10
 num_threads = None  # None: torch's default
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -137,7 +135,6 @@ for backbone, seed in runs_of:
         PretrainConfig, params, backbone=backbone, seed=seed, epochs=epochs_of(backbone), optimizer=opts[backbone],
         data_root=str(root), cache_dir=str(cache_dir()), run_parent=str(pretrain_dir(profile, backbone, seed)),
     )
-    t0 = time.time()
     runs[backbone, seed] = pretrain(cfg)
 histories = {key: pd.read_csv(run / "history.csv") for key, run in runs.items()}
 pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})

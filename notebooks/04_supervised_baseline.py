@@ -56,6 +56,7 @@ import math
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root
@@ -107,12 +108,17 @@ def plot_training(hists: dict, columns: list[tuple[str, str, float]]):
             ax.plot(h["epoch"], scale * h[col], marker="o", label=label)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
+    if n < nrows * ncols:  # the free slot holds the legend
+        axes.flat[n].legend(handles, labels, loc="center", frameon=False)
+        fig.tight_layout()
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+        fig.tight_layout(rect=(0, (0.08 + 0.06 * ((len(labels) - 1) // 4)) / nrows, 1, 1))
     return fig
 
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from rtsseg.ssl.augment import BarlowTwinsAugment
 
@@ -39,6 +40,7 @@ def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: s
                 ax.plot(df["epoch"], y, marker="o", label=str(name) if name != "" else None)
         ax.set_title(label + (" (%)" if col == "knn_acc" else ""))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if col in ("loss", "off_diag"):
             ax.set_yscale("log")
