@@ -28,7 +28,7 @@
 # backbone: K = 4096 prototypes instead of 65,536, local crops of 32 px instead of 96.
 #
 # **Budget.** A DINO step costs more than a Barlow Twins step (teacher forward, local crops). We compare the
-# two methods at **equal training FLOPs** (counted with `torch.utils.flop_counter`, not timed): `epochs = 0`
+# two methods at **equal training FLOPs** (counted with `torch.utils.flop_counter`, not timed): `epochs = None`
 # below picks the number of DINO epochs whose FLOPs match Barlow Twins' `bt_epochs` on the same images.
 
 # %% tags=["parameters"]
@@ -38,7 +38,7 @@ data = "tinyimagenet"  # "synthetic": class-coloured noise (tests)
 backbones = ["vit_small64"]
 seeds = [0, 1, 2]
 image_size = 64
-epochs = 0  # 0: equal FLOPs with Barlow Twins' bt_epochs (rounded, at least 1)
+epochs = None  # None: equal FLOPs with Barlow Twins' bt_epochs (rounded, at least 1)
 bt_epochs = 4  # the Barlow Twins budget of chapter 2 for this backbone (same profile: its epochs of vit_small64)
 bt_projector_dims = [1024, 1024, 1024]
 batch_size = 64

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from rtsseg.ssl.augment import BarlowTwinsAugment
 
@@ -44,6 +44,7 @@ def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: s
         ax.grid(alpha=0.3)
         if col in ("loss", "off_diag"):
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # no crowded 1.45×10² minor labels
     for ax in flat[len(_PANELS):]:
         ax.axis("off")  # the free slot holds the legend
     if len(runs) > 1:
