@@ -170,8 +170,8 @@ for backbone in backbones:
     s = summaries[backbone] = summarize_dino({seed: histories[backbone, seed] for seed in seeds}, k_out)
     rows.append({
         "backbone": backbone, "epochs": s["epochs"],
-        "k-NN before (%)": f"{s['knn_before'][0]:.2f} ± {s['knn_before'][1]:.2f}",
-        "k-NN after (%)": f"{s['knn_after'][0]:.2f} ± {s['knn_after'][1]:.2f}",
+        "k-NN before (%)": mean_std([100 * histories[backbone, seed].iloc[0]["knn_acc"] for seed in seeds]),
+        "k-NN after (%)": mean_std([100 * histories[backbone, seed].iloc[-1]["knn_acc"] for seed in seeds]),
         "teacher entropy (nats)": f"{s['teacher_entropy'][0]:.2f} (log K = {s['log_k']:.2f})",
         "KL (nats)": f"{s['kl'][0]:.3f}", "collapse": ", ".join(sorted(set(s["collapse"]))),
     })

@@ -163,13 +163,14 @@ def set_maps(backbone, init, name):
 # relative to a uniform map: 1 = uniform); the ground truth is outlined.
 
 # %%
+ROW_LABEL = {"barlow twins": "Barlow\nTwins", "dino": "DINO", "attention-supervised": "attention-\nsupervised"}
 for glue_name, name in [("attn_grid", "Tiny-ImageNet boxes"), ("attn_grid_camvid", "CamVid things")]:
     s, keep = sets[name]
     cols = torch.linspace(0, len(s) - 1, min(n_figure_images, len(s))).long()
     key = "tin" if s is tin else "cam"
-    rows = {init: maps[main_backbone, init, seeds[0], key][cols].mean(1) for init in available
+    rows = {ROW_LABEL.get(init, init): maps[main_backbone, init, seeds[0], key][cols].mean(1) for init in available
             if (main_backbone, init, seeds[0], key) in maps}
-    panel = (PAGE_WIDTH_IN - 1.2) / len(cols)  # the grid fits the page width
+    panel = min(1.2, (PAGE_WIDTH_IN - 1.2) / len(cols))  # the grid fits the page width
     glue_figure(glue_name, plot_attention_grid(s.images[cols], rows, s.gts[cols], panel=panel,
                                                title=f"{main_backbone}: {name} (val)"))
 glue_result("attn_main_backbone", main_backbone)
