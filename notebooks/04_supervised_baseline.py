@@ -108,7 +108,8 @@ def plot_training(hists: dict, columns: list[tuple[str, str, float]]):
             ax.plot(h["epoch"], scale * h[col], marker="o", label=label)
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, max(max(h["epoch"]) for h in hists.values()) + 0.5)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
