@@ -28,7 +28,7 @@
 # backbone: K = 4096 prototypes instead of 65,536, local crops of 32 px instead of 96.
 #
 # **Budget.** A DINO step costs more than a Barlow Twins step (teacher forward, local crops). We compare the
-# two methods at **equal training FLOPs** (counted with `torch.utils.flop_counter`, not timed): `epochs = 0`
+# two methods at **equal training FLOPs** (counted with `torch.utils.flop_counter`, not timed): `epochs = None`
 # below picks the number of DINO epochs whose FLOPs match Barlow Twins' `bt_epochs` on the same images.
 
 # %% tags=["parameters"]
@@ -38,11 +38,11 @@ data = "tinyimagenet"  # "synthetic": class-coloured noise (tests)
 backbones = ["vit_small64"]
 seeds = [0, 1, 2]
 image_size = 64
-epochs = 0  # 0: equal FLOPs with Barlow Twins' bt_epochs (rounded, at least 1)
-bt_epochs = 2  # the Barlow Twins budget of chapter 2 (same profile)
+epochs = None  # None: equal FLOPs with Barlow Twins' bt_epochs (rounded, at least 1)
+bt_epochs = 4  # the Barlow Twins budget of chapter 2 for this backbone (same profile: its epochs of vit_small64)
 bt_projector_dims = [1024, 1024, 1024]
 batch_size = 64
-max_images_per_class = 40  # None: all train images of the subset
+max_images_per_class = None  # None: all train images of the subset, as in chapter 2
 n_local_crops = 4
 out_dim = None  # None: 16 x next power of two of the backbone width (4096 for vit_small64)
 lr = 5e-4  # at batch 256, scaled linearly
@@ -63,21 +63,22 @@ num_threads = 0  # 0: torch's default
 
 # %%
 import math
-import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
 
+from rtsseg.book import figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.experiments import cache_dir, dino_dir
 from rtsseg.report import RunRecord, notebook_params, read_results, save_results
 from rtsseg.ssl.dino_plot import plot_dino_history, summarize_dino
 from rtsseg.ssl.dino_train import config_from_params, equal_flops_epochs, pretrain_dino, step_flops
+from rtsseg.stats import mean_std
 
 params = notebook_params(globals(), "03_pretrain_dino")
 record = RunRecord("03_pretrain_dino", params)
+figure_style()
 root = resolve_data_root(data_root)
 if num_threads:
     torch.set_num_threads(num_threads)
@@ -105,7 +106,15 @@ flops_table = pd.DataFrame([
     for b, f in flops.items()
 ]).set_index("backbone").round(3)
 save_results(profile, "dino_flops", flops_table)
-flops_table
+glue_table("tbl_dino_flops", flops_table)
+
+# %% [markdown]
+# ```{glue:figure} tbl_dino_flops
+# :name: tbl-dino-flops
+#
+# FLOPs per image of one training step of each method, and the DINO epochs whose total FLOPs match Barlow
+# Twins' epochs of chapter 2.
+# ```
 
 # %% [markdown]
 # ## Training runs
@@ -123,10 +132,9 @@ for backbone in backbones:
             cache_dir=str(cache_dir()), run_parent=str(dino_dir(profile, backbone, seed)),
             num_threads=num_threads or None,
         )
-        t0 = time.time()
         runs[backbone, seed] = pretrain_dino(cfg)
         histories[backbone, seed] = pd.read_csv(runs[backbone, seed] / "history.csv")
-        print(f"{backbone} seed {seed}: {time.time() - t0:.0f} s this call -> {runs[backbone, seed]}")
+pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
 
 # %% [markdown]
 # ## k-NN accuracy, loss and collapse monitors per epoch
@@ -136,12 +144,23 @@ for backbone in backbones:
 # the two and a positive KL.
 
 # %%
-for backbone in backbones:
+for i, backbone in enumerate(backbones):
     k_out = flops[backbone]["dino"]["out_dim"]
-    plot_dino_history({s: histories[backbone, s] for s in seeds}, out_dim=k_out, title=backbone)
-    plt.show()
+    fig = plot_dino_history({s: histories[backbone, s] for s in seeds}, out_dim=k_out, title=backbone)
+    if i == 0:
+        glue_figure("fig_dino_history", fig)
+    else:
+        plt.show()
 
 # %% [markdown]
+# ```{glue:figure} fig_dino_history
+# :name: fig-dino-history
+#
+# DINO training of the first backbone, per epoch and seed: the teacher backbone's k-NN top-1 on val (epoch 0:
+# random init), the loss on fixed monitor crops, the teacher entropy (dashed: log K, the uniform collapse) and
+# the KL between teacher and student. Further backbones, if any, follow below.
+# ```
+#
 # ## Results
 
 # %%
@@ -151,34 +170,55 @@ for backbone in backbones:
     s = summaries[backbone] = summarize_dino({seed: histories[backbone, seed] for seed in seeds}, k_out)
     rows.append({
         "backbone": backbone, "epochs": s["epochs"],
-        "k-NN before (%)": f"{s['knn_before'][0]:.2f} ± {s['knn_before'][1]:.2f}",
-        "k-NN after (%)": f"{s['knn_after'][0]:.2f} ± {s['knn_after'][1]:.2f}",
+        "k-NN before (%)": mean_std([100 * histories[backbone, seed].iloc[0]["knn_acc"] for seed in seeds]),
+        "k-NN after (%)": mean_std([100 * histories[backbone, seed].iloc[-1]["knn_acc"] for seed in seeds]),
         "teacher entropy (nats)": f"{s['teacher_entropy'][0]:.2f} (log K = {s['log_k']:.2f})",
         "KL (nats)": f"{s['kl'][0]:.3f}", "collapse": ", ".join(sorted(set(s["collapse"]))),
-        "train wall time (min)": sum(histories[backbone, seed]["wall_s"].max() for seed in seeds) / 60 / len(seeds),
     })
 results = pd.DataFrame(rows).set_index("backbone")
-save_results(profile, "pretrain_dino_knn", results)
-results
+save_results(profile, "dino_knn", results)
+glue_table("tbl_dino_knn", results)
+
+# %% [markdown]
+# ```{glue:figure} tbl_dino_knn
+# :name: tbl-dino-knn
+#
+# DINO after the last epoch: the teacher backbone's k-NN top-1 on val before (random init) and after training,
+# mean ± std over seeds, and the collapse monitors (teacher entropy against log K, KL teacher–student).
+# ```
 
 # %%
+backbone = backbones[0]
+s, f = summaries[backbone], flops[backbone]
+hs = [histories[backbone, seed] for seed in seeds]
+glue_result("dino_backbone", backbone)
+glue_result("dino_epochs", s["epochs"], "d")
+glue_result("dino_bt_epochs", bt_epochs, "d")
+glue_result("dino_n_local", n_local_crops, "d")
+glue_result("dino_step_ratio", f["dino"]["flops_per_image"] / f["bt"]["flops_per_image"], ".2f")
+glue_result("dino_flops_ratio", f["epochs"] * f["dino"]["flops_per_image"] / (bt_epochs * f["bt"]["flops_per_image"]),
+            ".2f")
+glue_result("dino_knn_before", mean_std([100 * h.iloc[0]["knn_acc"] for h in hs]))
+glue_result("dino_knn_after", mean_std([100 * h.iloc[-1]["knn_acc"] for h in hs]))
+glue_result("dino_knn_ratio", mean_std([h.iloc[-1]["knn_acc"] / h.iloc[0]["knn_acc"] for h in hs], decimals=2))
+glue_result("dino_n_seeds", len(seeds), "d")
+glue_result("dino_entropy", f"{s['teacher_entropy'][0]:.2f}")
+glue_result("dino_log_k", f"{s['log_k']:.2f}")
+glue_result("dino_collapse", ", ".join(sorted(set(s["collapse"]))))
 bt_table = read_results(profile).get("pretrain_knn")
-lines = []
-for backbone, s in summaries.items():
-    f = flops[backbone]
-    ratio = f["epochs"] * f["dino"]["flops_per_image"] / (bt_epochs * f["bt"]["flops_per_image"])
-    text = (
-        f"**{backbone}**: {s['epochs']} DINO epoch(s) with {n_local_crops} local crops cost {ratio:.2f}x the FLOPs "
-        f"of {bt_epochs} Barlow Twins epochs (a DINO step is {f['dino']['flops_per_image'] / f['bt']['flops_per_image']:.2f}x "
-        f"a Barlow Twins step). The teacher's k-NN accuracy went from {s['knn_before'][0]:.2f} % to "
-        f"{s['knn_after'][0]:.2f} ± {s['knn_after'][1]:.2f} % (mean ± std over {s['n_runs']} seeds); the teacher "
-        f"entropy ended at {s['teacher_entropy'][0]:.2f} nats of log K = {s['log_k']:.2f} with KL {s['kl'][0]:.3f}: "
-        f"{', '.join(sorted(set(s['collapse'])))}."
-    )
-    if bt_table is not None and backbone in bt_table.index:
-        text += f" Barlow Twins (chapter 2) reached {bt_table.loc[backbone, 'k-NN after (%)']} % on the same images."
-    lines.append(text)
-display(Markdown("### Result\n\n" + "\n\n".join(lines)))
+glue_result("dino_bt_knn_after", str(bt_table.loc[backbone, "k-NN after (%)"])
+            if bt_table is not None and backbone in bt_table.index else "not run in this profile")
+
+# %% [markdown]
+# ## Result
+#
+# On {glue:text}`dino_backbone`, {glue:text}`dino_epochs` DINO epochs with {glue:text}`dino_n_local` local crops
+# cost {glue:text}`dino_flops_ratio` × the FLOPs of {glue:text}`dino_bt_epochs` Barlow Twins epochs (a DINO step
+# is {glue:text}`dino_step_ratio` × a Barlow Twins step). They move the teacher's k-NN top-1 on val from
+# {glue:text}`dino_knn_before` % at random init to {glue:text}`dino_knn_after` % (mean ± std over
+# {glue:text}`dino_n_seeds` seeds), {glue:text}`dino_knn_ratio` × the random init; Barlow Twins reached
+# {glue:text}`dino_bt_knn_after` % on the same images and budget (chapter 2). The teacher entropy ended at
+# {glue:text}`dino_entropy` nats of log K = {glue:text}`dino_log_k` ({glue:text}`dino_collapse`).
 
 # %%
 record.finish()

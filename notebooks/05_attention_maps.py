@@ -68,7 +68,8 @@ from rtsseg.attention.evaluate import (capture_maps, centre_prior_map, jaccard_c
                                        paired_difference, planted_maps)
 from rtsseg.attention.groundtruth import box_area_fraction, camvid_things, tiny_imagenet_boxes
 from rtsseg.attention.plot import plot_attention_grid
-from rtsseg.config import data_root as resolve_data_root, default_device
+from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
+from rtsseg.config import data_root as resolve_data_root, default_device, runs_root
 from rtsseg.data import camvid
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
 from rtsseg.experiments import cache_dir, load_backbone
@@ -76,6 +77,7 @@ from rtsseg.report import RunRecord, notebook_params, save_results
 
 params = notebook_params(globals(), "05_attention_maps")
 record = RunRecord("05_attention_maps", params)
+figure_style()
 root = resolve_data_root(data_root)
 device = default_device()
 runs = [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
@@ -106,8 +108,18 @@ def chance_at(name, grid):
     return _chance[name, tuple(grid)]
 
 
-pd.DataFrame({"images": {n: len(g) for n, g in gts.items()},
-              "ground truth area (%)": {n: round(100 * g.float().mean().item(), 1) for n, g in gts.items()}})
+gt_table = pd.DataFrame({"images": {n: len(g) for n, g in gts.items()},
+                         "ground truth area (%)": {n: round(100 * g.float().mean().item(), 1) for n, g in gts.items()}})
+gt_table.index.name = "ground truth"
+glue_table("tbl_attn_gt", gt_table)
+
+# %% [markdown]
+# ```{glue:figure} tbl_attn_gt
+# :name: tbl-attn-gt
+#
+# The ground truths the maps are scored against: number of images and the share of the image the ground truth
+# covers (the higher it is, the higher a map's chance-level Jaccard).
+# ```
 
 # %% [markdown]
 # ## Attention maps of every initialisation
@@ -132,7 +144,8 @@ if not available:
     raise FileNotFoundError(f"no backbone of {inits} could be loaded: {missing}")
 grid = grids.get(main_backbone, next(iter(grids.values())))  # the references use the main backbone's grid
 if missing:
-    display(pd.DataFrame(missing, columns=["backbone", "init", "seed", "why skipped"]))
+    display(pd.DataFrame(missing, columns=["backbone", "init", "seed", "why skipped"]).assign(
+        **{"why skipped": lambda d: d["why skipped"].str.replace(str(runs_root()), "$RTSSEG_RUNS", regex=False)}))
 
 
 def set_maps(backbone, init, name):
@@ -150,13 +163,31 @@ def set_maps(backbone, init, name):
 # relative to a uniform map: 1 = uniform); the ground truth is outlined.
 
 # %%
-for name, (s, keep) in [("Tiny-ImageNet boxes", sets["Tiny-ImageNet boxes"]), ("CamVid things", sets["CamVid things"])]:
+ROW_LABEL = {"barlow twins": "Barlow\nTwins", "dino": "DINO", "attention-supervised": "attention-\nsupervised"}
+for glue_name, name in [("attn_grid", "Tiny-ImageNet boxes"), ("attn_grid_camvid", "CamVid things")]:
+    s, keep = sets[name]
     cols = torch.linspace(0, len(s) - 1, min(n_figure_images, len(s))).long()
     key = "tin" if s is tin else "cam"
-    rows = {init: maps[main_backbone, init, seeds[0], key][cols].mean(1) for init in available
+    rows = {ROW_LABEL.get(init, init): maps[main_backbone, init, seeds[0], key][cols].mean(1) for init in available
             if (main_backbone, init, seeds[0], key) in maps}
-    plot_attention_grid(s.images[cols], rows, s.gts[cols], title=f"{main_backbone}: {name} (val)")
-    plt.show()
+    panel = min(1.2, (PAGE_WIDTH_IN - 1.2) / len(cols))  # the grid fits the page width
+    glue_figure(glue_name, plot_attention_grid(s.images[cols], rows, s.gts[cols], panel=panel,
+                                               title=f"{main_backbone}: {name} (val)"))
+glue_result("attn_main_backbone", main_backbone)
+
+# %% [markdown]
+# ```{glue:figure} attn_grid
+# :name: fig-attn-grid
+#
+# Attention of {glue:text}`attn_main_backbone` (head mean, first seed) on the same Tiny-ImageNet val images
+# under each initialisation, on one colour scale (1 = a uniform map); the object box is outlined.
+# ```
+#
+# ```{glue:figure} attn_grid_camvid
+# :name: fig-attn-grid-camvid
+#
+# The same on CamVid val crops; the *things* (pole, sign, car, pedestrian, bicyclist) are outlined.
+# ```
 
 # %% [markdown]
 # ## Scores with chance levels, controls and 95 % confidence intervals
@@ -209,10 +240,27 @@ for name, g in gts.items():
     tables[name] = table
 results = pd.DataFrame(records)
 save_results(profile, "attention_scores", results.set_index(["ground truth", "backbone", "init"]))
-for name, table in tables.items():
-    print(f"{name}: {len(gts[name])} images, ground truth covers {100 * gts[name].float().mean().item():.1f} % "
-          f"of the image")
-    display(table)
+for i, (name, table) in enumerate(tables.items()):
+    glue_table(f"tbl_attn_scores_{i}", table)
+
+# %% [markdown]
+# ```{glue:figure} tbl_attn_scores_0
+# :name: tbl-attn-scores-tin
+#
+# Scores on all Tiny-ImageNet val boxes ({numref}`tbl-attn-gt`), with 95 % bootstrap CIs.
+# ```
+#
+# ```{glue:figure} tbl_attn_scores_1
+# :name: tbl-attn-scores-small
+#
+# Scores on the val boxes that cover less than `small_box_area` of the image, where chance is low.
+# ```
+#
+# ```{glue:figure} tbl_attn_scores_2
+# :name: tbl-attn-scores-camvid
+#
+# Scores on the CamVid *things* of the val crops.
+# ```
 
 # %% [markdown]
 # ## Paired differences to the random network
@@ -236,19 +284,39 @@ for (name, backbone, init), sc in scores.items():
         row[f"_{metric} {head}"] = (v, lo, hi)
     diff_rows.append(row)
 diffs = pd.DataFrame(diff_rows)
-if len(diffs):
-    display(diffs[[c for c in diffs.columns if not c.startswith("_")]].set_index(["ground truth", "backbone",
-                                                                                   "init − random"]))
-else:
-    print("no initialisation besides random is available: no paired differences")
+for i, name in enumerate(gts):  # one table per data set: narrow enough for the page
+    sel = diffs[diffs["ground truth"] == name] if len(diffs) else diffs
+    if len(sel):
+        shown = sel[[c for c in sel.columns if not c.startswith("_") and c != "ground truth"]]
+        t = shown.set_index(["backbone", "init − random"])
+    else:
+        t = pd.DataFrame({"note": ["no initialisation besides random is available: no paired differences"]})
+    glue_table(f"tbl_attn_diffs_{i}", t)
+
+# %% [markdown]
+# ```{glue:figure} tbl_attn_diffs_0
+# :name: tbl-attn-diffs-tin
+#
+# Initialisation − random on all Tiny-ImageNet val boxes, seeds paired, 95 % bootstrap CI.
+# ```
+#
+# ```{glue:figure} tbl_attn_diffs_1
+# :name: tbl-attn-diffs-small
+#
+# The same on the boxes under `small_box_area` of the image.
+# ```
+#
+# ```{glue:figure} tbl_attn_diffs_2
+# :name: tbl-attn-diffs-camvid
+#
+# The same on the CamVid things.
+# ```
 
 # %% [markdown]
 # For scale, DINO's published Jaccard with VOC12 object masks (ViT-S/16, best head, 224 px, ImageNet):
 # random 22.0, supervised 27.3, DINO 45.9 {cite}`caron2021dino`. Our ground truth (boxes, things), scale
 # (64 px, 20k images) and budget differ; only the comparison with chance and between initialisations here is
 # meaningful.
-#
-# ## Result
 
 # %%
 def verdict() -> str:
@@ -303,14 +371,29 @@ def verdict() -> str:
     return " ".join(out)
 
 
-result_text = verdict()
-try:  # the book glues the answer into its landing page (issue 11)
-    from myst_nb import glue
+def auroc_text(init: str, name: str = "Tiny-ImageNet boxes") -> str:
+    """Best-head AUROC (cross-fitted) of ``init`` on the main backbone with its 95 % CI, or why it is missing."""
+    sc = scores.get((name, main_backbone, init))
+    if sc is None:
+        return "not run in this edition"
+    lo, hi = sc.ci["auroc best"]
+    return f"{sc.best_head_auroc:.2f} [{lo:.2f}, {hi:.2f}]"
 
-    glue("attention_result", result_text, display=False)
-except ImportError:
-    pass
-print(result_text)
+
+result_text = verdict()
+glue_result("attention_result", result_text)  # the book glues the answer into its landing page (issue 11)
+glue_result("attn_auroc_bt", auroc_text("barlow twins"))
+glue_result("attn_auroc_dino", auroc_text("dino"))
+glue_result("attn_auroc_random", auroc_text("random"))
+glue_result("attn_auroc_control", auroc_text("attention-supervised"))
+
+# %% [markdown]
+# ## Result
+#
+# On all Tiny-ImageNet val boxes, the best head of {glue:text}`attn_main_backbone` (chosen on held-out images)
+# scores an AUROC of {glue:text}`attn_auroc_random` at random init, {glue:text}`attn_auroc_bt` after Barlow
+# Twins and {glue:text}`attn_auroc_dino` after DINO, against {glue:text}`attn_auroc_control` for the
+# attention-supervised control (chance 0.5; 95 % bootstrap CIs over images). {glue:text}`attention_result`
 
 # %%
 record.finish()

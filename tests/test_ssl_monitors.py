@@ -51,8 +51,9 @@ def test_ccmatrix_snapshot(tmp_path):
 def test_plots_return_figures():
     df = pd.DataFrame({"epoch": [0, 1], "loss": [900.0, 500.0], "on_diag": [800.0, 400.0], "off_diag": [3e4, 2e4],
                        "emb_std": [0.02, 0.03], "knn_acc": [0.01, 0.05]})
-    assert len(plot_history(df).axes) == 5
-    assert len(plot_history({0: df, 1: df}, title="x").axes) == 5
+    assert sum(ax.axison for ax in plot_history(df).axes) == 5  # five panels (the sixth slot holds the legend)
+    fig = plot_history({0: df, 1: df}, title="x")
+    assert sum(ax.axison for ax in fig.axes) == 5 and fig.get_figwidth() <= 8.0
     ax = plot_ccmatrix(torch.eye(8))
     assert ax.get_images()[0].get_array().shape == (8, 8)
     with pytest.raises(ValueError):

@@ -120,8 +120,12 @@ def plot_tsne(
     title: str | None = None,
     max_legend: int = 20,
     size: float = 6.0,
+    point_size: float = 12.0,
+    legend: bool = True,
 ) -> plt.Figure:
-    """Scatter of the t-SNE points coloured by class; a legend when at most ``max_legend`` classes show."""
+    """Scatter of the t-SNE points coloured by class; a legend (10 pt) when ``legend`` and at most ``max_legend``
+    classes show. ``point_size`` is matplotlib's marker area in pt² (12 pt² ~ 21 px² at 96 dpi: a readable dot);
+    with ``legend=False`` the caller draws one shared legend from ``ax.get_legend_handles_labels()``."""
     points, labels = np.asarray(points), np.asarray(labels)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise ValueError(f"expected points [N,2] and labels [N], got {points.shape} and {labels.shape}")
@@ -132,9 +136,10 @@ def plot_tsne(
     for i, c in enumerate(present):
         sel = labels == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
-        ax.scatter(points[sel, 0], points[sel, 1], s=6, color=cmap(i % cmap.N), label=name, alpha=0.8, linewidths=0)
-    if len(present) <= max_legend:
-        ax.legend(fontsize="x-small", markerscale=2, loc="best", frameon=False)
+        ax.scatter(points[sel, 0], points[sel, 1], s=point_size, color=cmap(i % cmap.N), label=name, alpha=0.8,
+                   linewidths=0)
+    if legend and len(present) <= max_legend:
+        ax.legend(fontsize=10, markerscale=1.5, loc="best", frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

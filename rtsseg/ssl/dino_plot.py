@@ -31,7 +31,9 @@ def plot_dino_history(
     runs = {"": histories} if isinstance(histories, pd.DataFrame) else dict(histories)
     if not runs:
         raise ValueError("plot_dino_history needs at least one history")
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(4.2 * len(_PANELS), 3.6))
+    nrows = -(-len(_PANELS) // 2)  # two panels per row at the book's 8-inch page width
+    fig, axes = plt.subplots(nrows, 2, figsize=(8.0, 2.9 * nrows + (0.4 if title else 0.0)), squeeze=False)
+    axes = axes.flatten()
     for ax, (col, label) in zip(axes, _PANELS):
         for name, df in runs.items():
             y = 100 * df[col] if col == "knn_acc" else df[col]

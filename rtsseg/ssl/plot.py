@@ -8,36 +8,49 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from rtsseg.ssl.augment import BarlowTwinsAugment
 
 _PANELS = (
     ("loss", "loss (monitor batch)"),
     ("on_diag", "on-diagonal  Σ(1−C_ii)²"),
-    ("off_diag", "off-diagonal  Σ C_ij² (×λ in the loss)"),
-    ("emb_std", "std of normalised backbone embeddings (collapse → 0)"),
+    ("off_diag", "off-diagonal  Σ C_ij² (×λ in loss)"),
+    ("emb_std", "embedding std (collapse → 0)"),
     ("knn_acc", "k-NN top-1 (val)"),
 )
 
 
-def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: str | None = None) -> plt.Figure:
-    """One panel per monitored quantity against epoch; ``history`` is one ``history.csv`` frame or a
-    mapping label -> frame (e.g. one per seed), drawn as separate lines."""
+def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: str | None = None,
+                 width: float = 8.0) -> plt.Figure:
+    """One panel per monitored quantity against epoch, two panels per row, ``width`` inches wide (the book's
+    page width: fonts stay at their rc size, >= 10 pt in the book); ``history`` is one ``history.csv`` frame or
+    a mapping label -> frame (e.g. one per seed), drawn as separate lines with one legend in the free slot."""
     runs = {"": history} if isinstance(history, pd.DataFrame) else dict(history)
     if not runs:
         raise ValueError("plot_history needs at least one history")
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(3.4 * len(_PANELS), 3.0))
-    for ax, (col, label) in zip(axes, _PANELS):
+    ncols = 2
+    nrows = -(-len(_PANELS) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 2.4 * nrows + (0.4 if title else 0.0)), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (col, label) in zip(flat, _PANELS):
         for name, df in runs.items():
             if col in df:
                 y = 100 * df[col] if col == "knn_acc" else df[col]
-                ax.plot(df["epoch"], y, marker="o", ms=3, label=str(name) if name != "" else None)
-        ax.set_title(label + (" (%)" if col == "knn_acc" else ""), fontsize=9)
+                ax.plot(df["epoch"], y, marker="o", label=str(name) if name != "" else None)
+        ax.set_title(label + (" (%)" if col == "knn_acc" else ""))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
         if col in ("loss", "off_diag"):
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # no crowded 1.45×10² minor labels
+    for ax in flat[len(_PANELS):]:
+        ax.axis("off")  # the free slot holds the legend
     if len(runs) > 1:
-        axes[-1].legend(title="run", fontsize=8)
+        handles, labels = flat[0].get_legend_handles_labels()
+        (flat[len(_PANELS)] if len(flat) > len(_PANELS) else flat[-1]).legend(handles, labels, title="run",
+                                                                            loc="center")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -53,22 +66,24 @@ def plot_ccmatrix(c: torch.Tensor | np.ndarray, ax: plt.Axes | None = None, titl
         _, ax = plt.subplots(figsize=(4, 3.6))
     im = ax.imshow(c, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(title or f"C ({c.shape[0]}×{c.shape[0]} block)", fontsize=9)
+    ax.set_title(title or f"C ({c.shape[0]}×{c.shape[0]} block)")
     ax.set_xlabel("dimension of z₂")
     ax.set_ylabel("dimension of z₁")
     return ax
 
 
-def plot_augmented_pairs(images: torch.Tensor, aug: BarlowTwinsAugment, seed: int = 0, n: int | None = None) -> plt.Figure:
-    """Rows: original, view 1, view 2 for each uint8 image [B, 3, H, W] (columns)."""
+def plot_augmented_pairs(images: torch.Tensor, aug: BarlowTwinsAugment, seed: int = 0, n: int | None = None,
+                         width: float = 8.0) -> plt.Figure:
+    """Rows: original, view 1, view 2 for each uint8 image [B, 3, H, W] (columns); at most ``width`` inches."""
     if images.ndim != 4 or images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images [B, 3, H, W], got {images.dtype} {tuple(images.shape)}")
     images = images[:n] if n else images
     v1, v2 = aug(images, generator=torch.Generator().manual_seed(seed))
     rows = [images.float() / 255, aug.denormalize(v1), aug.denormalize(v2)]
-    names = ["original", "view 1 (blur p=1)", "view 2 (blur p=.1, solarise p=.2)"]
+    names = ["original", "view 1\nblur p=1", "view 2\nblur p=.1\nsolarise p=.2"]
     b = images.shape[0]
-    fig, axes = plt.subplots(3, b, figsize=(1.6 * b, 5.0), squeeze=False)
+    side = min(1.6, (width - 1.3) / b)  # 1.3 in for the row labels
+    fig, axes = plt.subplots(3, b, figsize=(1.3 + side * b, 3 * side + 0.3), squeeze=False)
     for r, (row, name) in enumerate(zip(rows, names)):
         for i in range(b):
             ax = axes[r, i]
@@ -76,6 +91,6 @@ def plot_augmented_pairs(images: torch.Tensor, aug: BarlowTwinsAugment, seed: in
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_ylabel(name, fontsize=8)
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
     fig.tight_layout()
     return fig
