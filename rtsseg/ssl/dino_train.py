@@ -349,7 +349,7 @@ def _train(cfg, run, info, seed_everything, build_knn_monitor, load_training_ima
         if info.is_main:
             run.truncate_history("steps.csv", lambda r: int(r["step"]) <= step)
             run.truncate_history("history.csv", lambda r: int(r["epoch"]) <= step // steps_per_epoch)
-            print(f"resumed {run.path} at step {step}/{total_steps}", flush=True)
+            print(f"resumed {run.path} at step {step}/{total_steps}", file=sys.stderr, flush=True)
 
     ddp = student
     if info.world_size > 1:
@@ -388,7 +388,7 @@ def _train(cfg, run, info, seed_everything, build_knn_monitor, load_training_ima
                    "teacher_temp": dino_loss.teacher_temp_at(max(epoch - 1, 0)), "wall_s": time.perf_counter() - t0}
             run.append_history("history.csv", row, HISTORY_FIELDS)
             print(f"epoch {epoch}/{cfg.epochs} step {step_done} loss {ev['loss']:.3f} H(teacher) "
-                  f"{ev['teacher_entropy']:.3f} KL {ev['kl']:.3f} knn {100 * mon['knn_acc']:.2f}%", flush=True)
+                  f"{ev['teacher_entropy']:.3f} KL {ev['kl']:.3f} knn {100 * mon['knn_acc']:.2f}%", file=sys.stderr, flush=True)
         D.barrier()
 
     if step == 0:

@@ -327,7 +327,7 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
             run.truncate_history("steps.csv", lambda r: int(r["step"]) <= step)
             run.truncate_history("history.csv", lambda r: int(r["epoch"]) <= step // steps_per_epoch)
             verb = "finished run" if step >= total_steps else "resumed from"
-            print(f"{verb} {ckpt_path} at step {step}/{total_steps}", flush=True)
+            print(f"{verb} {ckpt_path} at step {step}/{total_steps}", file=sys.stderr, flush=True)
     elif info.is_main:
         for name in ("steps.csv", "history.csv", "nan_diagnostic.json"):
             (run_dir / name).unlink(missing_ok=True)
@@ -379,6 +379,7 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
                 f"epoch {epoch}/{cfg.epochs} step {step_done} loss {ev['loss']:.3f} (on {ev['on_diag']:.3f}, "
                 f"off {ev['off_diag']:.3f}) emb_std {mon['emb_std']:.4f} z_std {ev['z_std']:.4f} "
                 f"knn {100 * mon['knn_acc']:.2f}%",
+                file=sys.stderr,  # a log line: the terminal, not the book's page
                 flush=True,
             )
         D.barrier()
