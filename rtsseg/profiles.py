@@ -94,11 +94,9 @@ GPU_SHORT_SMALL_BACKBONES = {"swin_small64": 20, "botnet_small": 20}  # name -> 
 #   epochs_by_backbone (with backbones + other_seeds); not wired in, for the time budget above
 _GPU_SHORT_COMMON = dict(backbones=GPU_SHORT_BACKBONES, seeds=[0])
 # (max_images_per_class: the notebooks' default None, all images)
-_GPU_SHORT_TRAIN = dict(_GPU_SHORT_COMMON, epochs=100, batch_size=512, warmup_epochs=10.0)
-#: DINO at the FLOPs of 02 (~47 epochs, see above): the entry of step 03 once its notebook declares these names
-#: (tests/test_pipeline.py checks every profile parameter against its notebook, so it stays {} until then).
-GPU_SHORT_DINO = dict(_GPU_SHORT_COMMON, epochs=47, batch_size=512, max_images_per_class=None,
-                      knn_train_per_class=25, knn_val_per_class=25)
+# epochs: the most that fit; scripts/gpu_run.sh --calibrate measures one epoch of each trainer on the GPU itself and
+# lowers 02's epochs (03 follows at equal FLOPs through bt_epochs) and 04's to fit their share of the budget.
+_GPU_SHORT_TRAIN = dict(_GPU_SHORT_COMMON, epochs=100, batch_size=512, warmup_epochs=5.0)
 
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
@@ -140,7 +138,10 @@ PROFILES: dict[str, dict[str, dict]] = {
             _GPU_SHORT_TRAIN, main_backbone=GPU_SHORT_BACKBONES[0], adamw_lr=5e-4,  # DINO's ViT-S lr at batch 256
             projector_dims=[2048, 2048, 2048], knn_train_per_class=25, knn_val_per_class=25
         ),
-        "03_pretrain_dino": {},  # GPU_SHORT_DINO once notebook 03 takes these parameters
+        "03_pretrain_dino": dict(  # equal FLOPs with 02 (epochs None): 6 local crops of 32 px, as DINO's recipe
+            _GPU_SHORT_COMMON, bt_epochs=100, bt_projector_dims=[2048, 2048, 2048], batch_size=512, n_local_crops=6,
+            warmup_epochs=5.0, knn_train_per_class=25, knn_val_per_class=25,
+        ),
         "04_supervised_baseline": dict(_GPU_SHORT_TRAIN, main_backbone=GPU_SHORT_BACKBONES[0]),
         # the val pack holds 25 images per class (5,000): every one of them with a box
         "05_attention_maps": dict(_GPU_SHORT_COMMON, main_backbone=GPU_SHORT_BACKBONES[0], n_val_images=5000),

@@ -9,9 +9,13 @@ the per-epoch monitors), and derives the epochs that fit each chapter's share of
 
     E_bt   = min(profile epochs, floor(share_02 / t_bt), floor(share_03 / (t_dino * F_bt / F_dino)))
     E_dino = E_bt * F_bt / F_dino          (chapter 3's own equal-FLOPs rule, from bt_epochs = E_bt)
-    E_sup  = min(profile epochs, floor(share_04 / t_sup))
+    E_sup  = min(profile epochs, floor(share_04 / (t_sup * (n_sup + 1.3 n_control))))
 
-where ``F`` are the counted FLOPs per image of a training step (``rtsseg.ssl.dino_train.step_flops``). The
+where ``F`` are the counted FLOPs per image of a training step (``rtsseg.ssl.dino_train.step_flops``), and
+chapter 4 trains ``n_sup`` supervised runs plus ``n_control`` attention-supervised ones (slower by about 1.3x:
+unfused attention while recording). To keep the calibration short, each measured epoch runs on a fraction of
+the training images (``--fraction``) and is scaled up by its inverse, monitors included (an overestimate: the
+per-epoch monitors do not grow with the fraction). The
 result is printed as JSON ``{"sets": ["02:epochs=..", ...], "measured": {...}}``: ``scripts/gpu_run.py
 --calibrate`` passes the sets to the chapters as papermill parameters, so every executed chapter shows the
 epochs it really ran, and the calibration itself is returned in ``timings.json``. Calibration runs go to a
@@ -57,7 +61,15 @@ def first(value):
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
-def calibrate(profile: str, shares: dict[str, float], runs: Path) -> dict:
+def family_value(by_family: dict, backbone: str):
+    """The value of ``{name prefix: value}`` for ``backbone`` (notebook 02's ``optimizer_by_family`` rule)."""
+    for family, value in by_family.items():
+        if backbone.startswith(family):
+            return value
+    raise KeyError(f"no family of {sorted(by_family)} matches {backbone!r}")
+
+
+def calibrate(profile: str, shares: dict[str, float], runs: Path, fraction: float = 0.5) -> dict:
     from rtsseg.config import data_root
     from rtsseg.experiments import cache_dir
     from rtsseg.report import config_from
@@ -68,18 +80,20 @@ def calibrate(profile: str, shares: dict[str, float], runs: Path) -> dict:
     root, cache = str(data_root()), str(cache_dir())
     p02, p03, p04 = (step_defaults(profile, n) for n in ("02", "03", "04"))
     backbone = p02.get("main_backbone") or first(p02["backbones"])
+    per_class = max(1, round(100 * fraction))  # the subset holds 100 train images per class
     measured: dict[str, dict] = {}
 
     t0 = time.time()
+    extra = {"optimizer": family_value(p02["optimizer_by_family"], backbone)} if "optimizer_by_family" in p02 else {}
     bt = config_from(PretrainConfig, p02, backbone=backbone, seed=0, epochs=1, warmup_epochs=0.5, data_root=root,
-                     cache_dir=cache, run_parent=str(runs / "bt"))
-    measured["02"] = {"epoch_s": epoch_seconds(pretrain(bt)), "call_s": time.time() - t0}
+                     cache_dir=cache, run_parent=str(runs / "bt"), max_images_per_class=per_class, **extra)
+    measured["02"] = {"epoch_s": epoch_seconds(pretrain(bt)) / fraction, "call_s": time.time() - t0}
 
     t0 = time.time()
     dino = config_from_params(p03, backbone=backbone, seed=0, epochs=1, warmup_epochs=0.5,
                               warmup_teacher_temp_epochs=0, data_root=root, cache_dir=cache,
-                              run_parent=str(runs / "dino"))
-    measured["03"] = {"epoch_s": epoch_seconds(pretrain_dino(dino)), "call_s": time.time() - t0}
+                              run_parent=str(runs / "dino"), max_images_per_class=per_class)
+    measured["03"] = {"epoch_s": epoch_seconds(pretrain_dino(dino)) / fraction, "call_s": time.time() - t0}
     f_bt = step_flops(backbone, "barlow_twins", image_size=p03["image_size"],
                       projector_dims=tuple(p03["bt_projector_dims"]))["flops_per_image"]
     f_dino = step_flops(backbone, "dino", image_size=p03["image_size"], n_local_crops=p03["n_local_crops"],
@@ -88,15 +102,21 @@ def calibrate(profile: str, shares: dict[str, float], runs: Path) -> dict:
     t0 = time.time()
     sup_backbone = p04.get("main_backbone") or first(p04["backbones"])
     sup = config_from(SupervisedConfig, p04, backbone=sup_backbone, seed=0, epochs=1, warmup_epochs=0.5,
-                      data_dir=str(Path(root) / "tiny-imagenet-200"), cache_dir=cache, run_parent=str(runs / "sup"))
-    measured["04"] = {"epoch_s": epoch_seconds(train_supervised(sup)), "call_s": time.time() - t0}
+                      data_dir=str(Path(root) / "tiny-imagenet-200"), cache_dir=cache, run_parent=str(runs / "sup"),
+                      max_images_per_class=per_class)
+    measured["04"] = {"epoch_s": epoch_seconds(train_supervised(sup)) / fraction, "call_s": time.time() - t0}
+    others = [b for b in p04["backbones"] if b != p04.get("main_backbone")]
+    n_sup = len(p04["seeds"]) + len(others) * len(p04.get("other_seeds", p04["seeds"]))
+    n_control = len(p04.get("control_seeds", []))
 
     e_bt = min(int(p02["epochs"]), math.floor(shares["02"] / measured["02"]["epoch_s"]),
                math.floor(shares["03"] / (measured["03"]["epoch_s"] * f_bt / f_dino)))
     e_bt = max(e_bt, 1)
-    e_sup = max(1, min(int(p04["epochs"]), math.floor(shares["04"] / measured["04"]["epoch_s"])))
+    e_sup = max(1, min(int(p04["epochs"]),
+                       math.floor(shares["04"] / (measured["04"]["epoch_s"] * (n_sup + 1.3 * n_control)))))
     sets = [f"02:epochs={e_bt}", f"03:bt_epochs={e_bt}", f"04:epochs={e_sup}"]
     return {"backbone": backbone, "measured": measured, "flops_per_image": {"bt": f_bt, "dino": f_dino},
+            "fraction": fraction, "supervised_runs": {"plain": n_sup, "control": n_control},
             "shares_s": shares, "epochs": {"02": e_bt, "03": e_bt * f_bt / f_dino, "04": e_sup}, "sets": sets}
 
 
@@ -105,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="gpu-short")
     p.add_argument("--share", action="append", default=[], metavar="STEP=SECONDS",
                    help="budget of a training chapter, e.g. 02=120 (02, 03 and 04 are needed)")
+    p.add_argument("--fraction", type=float, default=0.5, help="share of the training images a measured epoch uses")
     p.add_argument("--json", default=None, help="also write the result here")
     args = p.parse_args(argv)
     shares = {k.split("_", 1)[0]: float(v) for k, v in (s.split("=", 1) for s in args.share)}
@@ -112,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"--share missing for {sorted(missing)}: e.g. --share 02=120 --share 03=120 --share 04=60")
     with tempfile.TemporaryDirectory(prefix="rtsseg-calibrate-") as tmp:
-        result = calibrate(args.profile, shares, Path(tmp))
+        result = calibrate(args.profile, shares, Path(tmp), args.fraction)
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).write_text(text)
