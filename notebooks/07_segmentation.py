@@ -108,6 +108,8 @@ glue_result("seg_n_classes", num_classes, "d")
 glue_result("seg_input_size", "×".join(map(str, input_size)))
 glue_result("seg_n_variants", len(variants), "d")
 glue_result("seg_n_runs", len(runs) * len(inits), "d")
+glue_result("seg_seeds_main", f"{len(seeds)} seed" + "s" * (len(seeds) > 1))
+glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_seeds) > 1))
 
 # %% [markdown]
 # ## The ablation grid
@@ -141,8 +143,8 @@ for c, name in enumerate(class_names):
     scores[f"IoU {name}"] = scores["iou"].map(lambda v: v[c])
 labels = list(dict.fromkeys(scores.decoder))
 # one row per (backbone, decoder), one column per initialisation: at most 4-5 columns, fits the page
-table = (scores.groupby(["backbone", "decoder", "init"], sort=False)["mIoU"].apply(format_ci)
-         .unstack("init")[inits])
+table = (scores.groupby(["backbone", "decoder", "init"], sort=False)["mIoU"]
+         .apply(lambda v: format_ci(v.tolist(), show_n=False)).unstack("init")[inits])
 table.columns.name = "initialisation"
 save_results(profile, f"segmentation_{dataset}", table)
 glue_table("tbl_seg_ablation", table)
@@ -152,8 +154,9 @@ glue_table("tbl_seg_ablation", table)
 # :name: tbl-seg-ablation
 #
 # {glue:text}`seg_dataset` val mIoU (%) of each decoder on each frozen backbone and initialisation: mean
-# [95 % Student-t interval] over seeds, "(n=1)" a single seed. `control` has the parameter count of `attn_all`
-# without its attention inputs; `+sup` adds the attention-supervision loss.
+# [95 % Student-t interval] over the seeds ({glue:text}`seg_seeds_main` for {glue:text}`seg_main_backbone`,
+# {glue:text}`seg_seeds_other` for the others), "(n=1)" a single seed. `control` has the parameter count of
+# `attn_all` without its attention inputs; `+sup` adds the attention-supervision loss.
 # ```
 #
 # ## The answer: attention-aware − control, paired
@@ -171,7 +174,7 @@ pairs = pd.concat([paired_differences(scores, label, "control").assign(compariso
                    for label in attention_labels]) if "control" in labels and attention_labels else pd.DataFrame()
 if len(pairs):
     differences = (pairs.groupby(["backbone", "comparison", "init"], sort=False)["difference"]
-                   .apply(lambda d: format_ci(d.tolist())).unstack("init")[inits])
+                   .apply(lambda d: format_ci(d.tolist(), show_n=False)).unstack("init")[inits])
     differences.columns.name = "initialisation"
     save_results(profile, f"segmentation_{dataset}_attn_minus_control", differences)
     glue_table("tbl_seg_differences", differences)
@@ -233,7 +236,7 @@ best_backbone, best_init, best_decoder = cell_means.idxmax()
 best_rows = scores[(scores.backbone == best_backbone) & (scores.init == best_init) & (scores.decoder == best_decoder)]
 glue_result("seg_best_cell", f"{best_backbone} / {best_init}")
 glue_result("seg_best_decoder", best_decoder)
-glue_result("seg_best_miou", format_ci(best_rows.mIoU.tolist()).replace(" (n=1)", ""))
+glue_result("seg_best_miou", format_ci(best_rows.mIoU.tolist(), show_n=False).replace(" (n=1)", ""))
 shown = [d for d in dict.fromkeys(["linear", "control", "attn_all", "attn_all+sup", best_decoder]) if d in labels][:5]
 cell = scores[(scores.backbone == best_backbone) & (scores.init == best_init)]
 # classes as rows, decoders as columns: 11 (or 27) rows of at most 5 numbers
