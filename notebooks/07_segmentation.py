@@ -180,7 +180,8 @@ if len(pairs):
     differences.columns.name = "initialisation"
     save_results(profile, f"segmentation_{dataset}_attn_minus_control", differences)
     glue_table("tbl_seg_differences", differences)
-    glue_figure("fig_seg_differences", plot_paired_differences(pairs, width=PAGE_WIDTH_IN))
+    fig = plot_paired_differences(pairs, width=PAGE_WIDTH_IN, legend_title="initialisation")
+    glue_figure("fig_seg_differences", fig)
 else:
     glue_table("tbl_seg_differences", pd.DataFrame({"note": ["the grid has no control or no attention decoder"]}))
     fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 1.0))

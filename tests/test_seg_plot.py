@@ -50,7 +50,7 @@ def test_plot_paired_differences_marks_mean_and_interval():
     fig = plot_paired_differences(diffs)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a − c", "b − c"]
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"random", "dino"}
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {"random", "dino"}
     # the interval bar of the first row: mean ± t(0.975, 3)·sd/√4, in points
     bars = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
     (x0, _), (x1, _) = bars[0].get_segments()[0]

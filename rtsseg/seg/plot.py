@@ -85,7 +85,7 @@ def default_palette(num_classes: int) -> np.ndarray:
 
 
 def plot_paired_differences(diffs, comparison: str = "comparison", group: str = "init", value: str = "difference",
-                            scale: float = 100.0, width: float = 8.0) -> plt.Figure:
+                            scale: float = 100.0, width: float = 8.0, legend_title: str | None = None) -> plt.Figure:
     """One row per comparison (e.g. ``attn_all − control``): every pair's difference as a dot coloured by
     ``group``, the mean with its 95 % Student-t interval as a black bar, and the zero line.
 
@@ -100,7 +100,7 @@ def plot_paired_differences(diffs, comparison: str = "comparison", group: str = 
     rows = list(dict.fromkeys(diffs[comparison]))
     groups = list(dict.fromkeys(diffs[group]))
     colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(width, 0.55 * len(rows) + 1.4))
+    fig, ax = plt.subplots(figsize=(width, 0.55 * len(rows) + 1.8))
     for r, name in enumerate(rows):
         d = diffs[diffs[comparison] == name]
         for g, gname in enumerate(groups):
@@ -118,6 +118,8 @@ def plot_paired_differences(diffs, comparison: str = "comparison", group: str = 
     ax.set_yticks(range(len(rows)), rows)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel("mIoU difference (points)")
-    ax.legend(title=group, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    fig.tight_layout()
+    # the legend below the axes, inside the figure: the saved figure stays ``width`` inches wide
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=min(len(groups), 5), frameon=False,
+               title=legend_title or group)
+    fig.tight_layout(rect=(0, 0.65 / fig.get_figheight(), 1, 1))
     return fig
