@@ -110,6 +110,7 @@ glue_result("seg_n_classes", num_classes, "d")
 glue_result("seg_input_size", "×".join(map(str, input_size)))
 glue_result("seg_n_variants", len(variants), "d")
 glue_result("seg_n_runs", len(runs) * len(inits), "d")
+glue_result("seg_main_backbone", main_backbone)
 glue_result("seg_seeds_main", f"{len(seeds)} seed" + "s" * (len(seeds) > 1))
 glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_seeds) > 1))
 
@@ -120,8 +121,8 @@ glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_see
 # {glue:text}`seg_n_holdout` held-out ones and scored on {glue:text}`seg_n_val` validation images
 # ({glue:text}`seg_n_classes` classes, network input {glue:text}`seg_input_size` px). Each of the
 # {glue:text}`seg_n_variants` decoder variants trains on each of the {glue:text}`seg_n_runs` frozen backbones
-# (backbone × initialisation × seed; the main backbone with every seed, the others with fewer):
-# {numref}`tbl-seg-ablation`.
+# (backbone × initialisation × seed: {glue:text}`seg_main_backbone` with {glue:text}`seg_seeds_main`, the other
+# backbones with {glue:text}`seg_seeds_other`): {numref}`tbl-seg-ablation`.
 
 # %%
 rows, trained, timing = [], {}, []
@@ -156,8 +157,7 @@ glue_table("tbl_seg_ablation", table)
 # :name: tbl-seg-ablation
 #
 # {glue:text}`seg_dataset` val mIoU (%) of each decoder on each frozen backbone and initialisation: mean
-# [95 % Student-t interval] over the seeds ({glue:text}`seg_seeds_main` for {glue:text}`seg_main_backbone`,
-# {glue:text}`seg_seeds_other` for the others), "(n=1)" a single seed. `control` has the parameter count of
+# [95 % Student-t interval] over the seeds, "(n=1)" a single seed. `control` has the parameter count of
 # `attn_all` without its attention inputs; `+sup` adds the attention-supervision loss.
 # ```
 #
@@ -209,7 +209,6 @@ else:
     glue_result("seg_attn_minus_control_main", "not computed")
     verdict = "no answer: the grid lacks attn_all or control"
 glue_result("seg_attn_minus_control_n", len(headline), "d")
-glue_result("seg_main_backbone", main_backbone)
 glue_result("seg_verdict", verdict)
 
 # %% [markdown]
