@@ -74,7 +74,7 @@ def plot_predictions(
     # the legend at the rc font size (>= 10 pt in the book), below the panels
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False, handlelength=1.0,
                columnspacing=1.0)
-    fig.tight_layout(rect=(0, 0.75 / (n * tile + 0.8) + 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / (n * tile + 0.8), 1, 1), h_pad=0.3, w_pad=0.3)
     return fig
 
 
@@ -100,7 +100,7 @@ def plot_paired_differences(diffs, comparison: str = "comparison", group: str = 
     rows = list(dict.fromkeys(diffs[comparison]))
     groups = list(dict.fromkeys(diffs[group]))
     colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(width, 0.55 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(width, 0.55 * len(rows) + 1.6))
     for r, name in enumerate(rows):
         d = diffs[diffs[comparison] == name]
         for g, gname in enumerate(groups):
@@ -121,5 +121,5 @@ def plot_paired_differences(diffs, comparison: str = "comparison", group: str = 
     # the legend below the axes, inside the figure: the saved figure stays ``width`` inches wide
     fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=min(len(groups), 5), frameon=False,
                title=legend_title or group)
-    fig.tight_layout(rect=(0, 0.65 / fig.get_figheight(), 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     return fig
