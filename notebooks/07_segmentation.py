@@ -149,7 +149,9 @@ labels = list(dict.fromkeys(scores.decoder))
 table = (scores.groupby(["backbone", "decoder", "init"], sort=False)["mIoU"]
          .apply(lambda v: format_ci(v.tolist(), show_n=False)).unstack("init")[inits])
 table.columns.name = "initialisation"
-save_results(profile, f"segmentation_{dataset}", table)
+# the findings chapter gets the decoders that carry the answer (the whole grid stays on this page)
+key_decoders = [d for d in ("linear", "control", "attn_all", "attn_all+sup") if d in labels]
+save_results(profile, f"segmentation_{dataset}", table[table.index.get_level_values("decoder").isin(key_decoders)])
 glue_table("tbl_seg_ablation", table)
 
 # %% [markdown]
@@ -178,7 +180,8 @@ if len(pairs):
     differences = (pairs.groupby(["backbone", "comparison", "init"], sort=False)["difference"]
                    .apply(lambda d: format_ci(d.tolist(), show_n=False)).unstack("init")[inits])
     differences.columns.name = "initialisation"
-    save_results(profile, f"segmentation_{dataset}_attn_minus_control", differences)
+    headline_rows = differences.index.get_level_values("comparison") == "attn_all − control"
+    save_results(profile, f"segmentation_{dataset}_attn_minus_control", differences[headline_rows])
     glue_table("tbl_seg_differences", differences)
     fig = plot_paired_differences(pairs, width=PAGE_WIDTH_IN, legend_title="initialisation")
     glue_figure("fig_seg_differences", fig)
