@@ -24,7 +24,8 @@
 #   with $\bar A = \sum_h \mathrm{softmax}(\beta)_h A_h$ and $P$ the logits pooled on the attention grid (`attn_prop`),
 #   (c) attention-gated fusion, $E' = 2\sigma(W_g M + b_g) \odot E$ (`attn_gate`), and all three (`attn_all`);
 #   optionally with the attention-supervision loss on $\bar A$ (each pure query token's attention supervised
-#   with its class's mask), weight λ (`attn_all+sup`);
+#   with its class's mask), weight λ (`attn_all+sup`); with a frozen backbone the $A_h$ are fixed, so this loss
+#   can only re-weight the heads (β): a small lever, and the rows show whether it moves anything;
 # * **control** — the MLP decoder widened to the parameter count of `attn_all` (±1 %, tested), without attention.
 #
 # Honest tuning: the early-stopping epoch (and the learning rate, where a profile offers several) is chosen on a
