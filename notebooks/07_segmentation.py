@@ -61,10 +61,11 @@ fuse_dim = 64
 propagation_steps = 1
 amp = "auto"
 n_figure_images = 4
-# Cost of these defaults on 2 quiet CPU cores (measured single-threaded, see the cost table below for this run):
-# (3 + 1 + 1) backbone × seed runs × 4 inits = 20 backbone-output passes over 96 fit + 19 held-out + 101 val
-# images at ~90 ms per image ~ 20 s each ~ 7 min; 20 × 8 decoder variants = 160 trainings at ~30 s
-# (max_train=96, epochs=12, label_stride=4, one lr) ~ 80 min on one thread, ~45-55 min on two. Total ~ 50-60 min.
+# Cost of these defaults (one thread, measured on the shared 2-core machine at load ~2; the cost table below has
+# this run's own): backbone outputs over 96 fit + 19 held-out + 101 val images take 5 / 7 / 11 s for vit / swin /
+# botnet; one attn_all training (12 epochs, label_stride 4, one lr) takes 11 / 44 / 49 s. The grid: vit 3 seeds
+# x 4 inits x 8 variants x ~10 s ~ 16 min, swin and botnet 1 seed x 4 x 8 x ~35-45 s ~ 20 min each, backbone
+# outputs ~ 2 min: ~ 55-60 min on one thread, ~ 40-50 min on 2 quiet cores.
 
 # %%
 import time
