@@ -134,11 +134,3 @@ def paired_differences(scores, a: str, b: str, keys: Sequence[str] = ("backbone"
     diff = (left - right).dropna()
     return pd.DataFrame({"difference": diff}).reset_index()
 
-
-def supervision_available() -> bool:
-    """Whether ``rtsseg.attention.supervision.mask_attention_loss`` exists in this tree."""
-    try:
-        from rtsseg.attention.supervision import mask_attention_loss  # noqa: F401
-    except ImportError:
-        return False
-    return True
