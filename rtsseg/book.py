@@ -61,7 +61,8 @@ GLUE_NAMES: dict[str, tuple[str, str]] = {
                                        "on one colour scale"),
     # 07 segmentation
     "seg_attn_minus_control": ("07_segmentation",
-                               "mIoU of the attention-aware decoder minus its control, points, mean ± std"),
+                               "mIoU of the attention-aware decoder minus its same-capacity control, points, "
+                               "mean [95 % CI] over the paired backbone × init × seed runs"),
 }
 
 #: Text column width of sphinx-book-theme at a 1280 px window, in inches at 96 dpi: figures no wider than this

@@ -113,8 +113,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "06_embeddings": dict(
             backbones=["vit_small64"], seeds=[0], train_per_class=4, val_per_class=2, tsne_classes=5
         ),
+        # 4 inits x (linear, control, attn_all, attn_all+sup) on 16 fit / 3 held-out / 8 val images, 2 epochs:
+        # ~1 min on 2 cores (the checkpoints of steps 02-04 must exist: the pipeline runs them first)
         "07_segmentation": dict(
-            backbones=["vit_small64"], seeds=[0], max_train=16, max_val=8, epochs=2, input_size=[96, 128]
+            backbones=["vit_small64"], seeds=[0], max_train=16, max_val=8, epochs=2,
+            decoders=["linear", "control", "attn_all"],
         ),
         "08_findings": {},
     },
@@ -126,10 +129,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_supervised_baseline": {},
         "05_attention_maps": {},
         "06_embeddings": {},
-        # the probe's loss runs at the labels' 360x480: ~10 s per epoch over all 367 train images on 2 cores
-        "07_segmentation": dict(
-            backbones=SMALL_BACKBONES, seeds=[0, 1], input_size=[96, 128], max_train=184, epochs=5, lr=5e-3
-        ),
+        # 07: the notebook's defaults (~50-60 min on 2 cores; the estimate is in its parameters cell)
+        "07_segmentation": {},
         "08_findings": {},
     },
     "gpu-short": {
@@ -147,8 +148,15 @@ PROFILES: dict[str, dict[str, dict]] = {
         "05_attention_maps": dict(_GPU_SHORT_COMMON, main_backbone=GPU_SHORT_BACKBONES[0], n_val_images=5000),
         "06_embeddings": dict(_GPU_SHORT_COMMON, main_backbone=GPU_SHORT_BACKBONES[0], train_per_class=100,
                               val_per_class=25),
+        # 07 on ViT-S/8 (64 px pretraining) at a 128x176 input = 16x22 = 352 tokens + CLS, all 367 train images
+        # (294 fit + 73 held-out) and 101 val, 4 inits x 8 decoder variants = 32 trainings, one lr, seed 0:
+        #   backbone outputs ~20 GFLOP per image x 468 ~ 9 TFLOP per init: < 1 s of compute, plus the cache write
+        #     (the affinity is 6 x 353^2 fp16 ~ 1.5 MB per image, ~0.7 GB per init)
+        #   a training: 20 epochs x (5 fit steps of 64 + 2 held-out steps), each ~10-20 ms (the batch's affinity
+        #     copied host -> GPU dominates) ~ 1-1.5 s -> 32 trainings ~ 30-50 s; ~1-1.5 min in all (to be measured)
         "07_segmentation": dict(
-            _GPU_SHORT_COMMON, input_size=[176, 240], max_train=None, epochs=30, lr=5e-3, batch_size=32
+            _GPU_SHORT_COMMON, main_backbone="vit_s8_64", input_size=[128, 176], max_train=None, epochs=20,
+            batch_size=64, label_stride=2,
         ),
         "08_findings": {},
     },
@@ -182,8 +190,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "06_embeddings": dict(backbones=_GPU_TRAIN["backbones"], main_backbone="vit_s16", other_seeds=[0, 1, 2],
                               image_size=224),
         "07_segmentation": dict(
-            dataset="cocostuff27", backbones=_GPU_TRAIN["backbones"], seeds=[0, 1, 2], image_size=224,
-            input_size=[224, 224], max_train=5000, epochs=20,
+            dataset="cocostuff27", main_backbone="vit_s16", backbones=_GPU_TRAIN["backbones"], other_seeds=[0, 1, 2],
+            image_size=224, input_size=[224, 224], max_train=5000, epochs=20, lrs=[1e-3, 3e-3], patience=8,
+            label_stride=2,
         ),
         "08_findings": {},
     },

@@ -6,7 +6,6 @@ Slow (a few minutes on 2 cores) and needs ../shared/data (or $RTSSEG_DATA); skip
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +40,7 @@ def test_smoke_profile_builds_the_book(tmp_path):
     segmentation = (pages / "07_segmentation.html").read_text()
     assert pretrain.count("<img") >= 3 and "k-NN after" in pretrain  # augmented pairs, loss curves, C matrix
     assert attention.count("<img") >= 2 and "best head" in attention
-    assert re.search(r"camvid val, linear probe", segmentation) and "mIoU" in segmentation
+    assert "tbl-seg-ablation" in segmentation and "mIoU" in segmentation and segmentation.count("<img") >= 2
     # the run record of every chapter names its profile
     for page in pages.glob("0*.html"):
         assert "smoke" in page.read_text(), page.name

@@ -125,8 +125,7 @@ def test_token_fractions_and_targets_by_hand():
 
 
 def test_attention_loss_uses_the_supervision_api():
-    sup = pytest.importorskip("rtsseg.attention.supervision",
-                              reason="rtsseg.attention.supervision (the attn helper's branch) is not merged yet")
+    import rtsseg.attention.supervision as sup
     from rtsseg.seg.decoders import attention_supervision_loss
 
     masks = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])[None]

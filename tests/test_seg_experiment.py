@@ -17,6 +17,8 @@ def test_t_interval_against_hand_values():
     assert (lo, hi) == pytest.approx((2 - 4.3027 / math.sqrt(3), 2 + 4.3027 / math.sqrt(3)), rel=1e-4)
     assert math.isnan(t_interval([0.5])[1])
     assert format_ci([0.1, 0.2, 0.3]) == "20.0 [-4.8, 44.8] (n=3)"
+    assert format_ci([0.1, 0.2, 0.3], show_n=False) == "20.0 [-4.8, 44.8]"
+    assert format_ci([0.25], show_n=False) == "25.0 (n=1)"
 
 
 def test_paired_differences_pair_by_keys():

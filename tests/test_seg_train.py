@@ -147,8 +147,6 @@ def test_strided_logits_equal_interpolate_then_slice(size, stride):
 
 
 def test_training_with_the_attention_supervision_loss():
-    pytest.importorskip("rtsseg.attention.supervision",
-                        reason="rtsseg.attention.supervision (the attn helper's branch) is not merged yet")
     bb = build_backbone("vit_small64", img_size=64, depth=2).eval()
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     masks = torch.zeros(4, 32, 32, dtype=torch.long)

@@ -39,12 +39,14 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return m, m - half, m + half
 
 
-def format_ci(values: Sequence[float], scale: float = 100.0, decimals: int = 1) -> str:
-    """``"m [lo, hi] (n=k)"`` with the 95 % t interval, values × scale."""
+def format_ci(values: Sequence[float], scale: float = 100.0, decimals: int = 1, show_n: bool = True) -> str:
+    """``"m [lo, hi] (n=k)"`` with the 95 % t interval, values × scale. ``show_n=False`` drops the ``(n=k)`` of
+    an interval (narrow table cells whose caption states the seeds); a single value stays ``"m (n=1)"``."""
     m, lo, hi = t_interval([v * scale for v in values])
     if math.isnan(lo):
         return f"{m:.{decimals}f} (n=1)"
-    return f"{m:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}] (n={len(values)})"
+    n = f" (n={len(values)})" if show_n else ""
+    return f"{m:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]{n}"
 
 
 def split_datasets(dataset: str, data_root: Path, input_size: Sequence[int], max_train: int | None = None,
@@ -132,11 +134,3 @@ def paired_differences(scores, a: str, b: str, keys: Sequence[str] = ("backbone"
     diff = (left - right).dropna()
     return pd.DataFrame({"difference": diff}).reset_index()
 
-
-def supervision_available() -> bool:
-    """Whether ``rtsseg.attention.supervision.mask_attention_loss`` exists in this tree."""
-    try:
-        from rtsseg.attention.supervision import mask_attention_loss  # noqa: F401
-    except ImportError:
-        return False
-    return True
