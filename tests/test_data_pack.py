@@ -13,7 +13,7 @@ from data_fakes import TINY_WNIDS, make_camvid, make_tiny_imagenet
 from rtsseg.cli import main as cli_main
 from rtsseg.data import camvid as cv
 from rtsseg.data.camvid import CamVid
-from rtsseg.data.errors import DataError
+from rtsseg.errors import DataError
 from rtsseg.data.pack import PackError, pack_camvid, pack_tinyimagenet, read_pack, write_pack
 from rtsseg.data.tinyimagenet import TinyImageNet, load_tensors, tinyimagenet_root
 

@@ -134,7 +134,7 @@ class CamVid(Dataset):
 
 def _train_ids(raw: torch.Tensor, where: Path) -> torch.Tensor:
     """Raw ids [H,W] -> train ids through :data:`LUT`; ids outside 0..11 raise ``LabelRangeError``."""
-    from rtsseg.data.errors import LabelRangeError
+    from rtsseg.errors import LabelRangeError
 
     mapped = LUT[raw.clamp(0, LUT.numel() - 1)]
     bad = (mapped < 0) | (raw >= LUT.numel())

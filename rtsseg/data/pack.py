@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rtsseg.data.errors import CorruptFileError, DataError, MissingDataError
+from rtsseg.errors import CorruptFileError, DataError, MissingDataError
 
 MAGIC = b"RTSSPAK1"
 _HEAD = struct.Struct("<8sQQ32s")

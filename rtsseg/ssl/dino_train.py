@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rtsseg.checkpoint import rng_state, set_rng_state
+from rtsseg.checkpoint import set_rng_state
 from rtsseg.precision import autocast, autocast_dtype
 from rtsseg.rundir import code_digest, open_run
 from rtsseg.sampling import batch_indices, epoch_permutation, step_generator
@@ -357,11 +357,7 @@ def _train(cfg, run, info, seed_everything, build_knn_monitor, load_training_ima
     t0 = time.perf_counter() - wall_offset
 
     def save(step_done: int) -> None:
-        states = [None] * info.world_size
-        if info.world_size > 1:
-            torch.distributed.all_gather_object(states, rng_state())
-        else:
-            states = [rng_state()]
+        states = D.gather_rng_states(info)
         if info.is_main:
             run.save({
                 "backbone": teacher.backbone.state_dict(), "student": student.state_dict(),

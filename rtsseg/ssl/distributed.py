@@ -114,3 +114,15 @@ def reduce_mean_scalar(value: float, device: torch.device | None = None) -> floa
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / get_world_size()
+
+
+def gather_rng_states(info: DistInfo) -> list:
+    """Every rank's RNG state (``rtsseg.checkpoint.rng_state``), in rank order, for a checkpoint written by rank 0:
+    a resumed run restores each rank's own stream."""
+    from rtsseg.checkpoint import rng_state
+
+    if info.world_size == 1:
+        return [rng_state()]
+    states = [None] * info.world_size
+    dist.all_gather_object(states, rng_state())
+    return states

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rtsseg.checkpoint import rng_state, set_rng_state
+from rtsseg.checkpoint import set_rng_state
 from rtsseg.models import build_backbone  # the one backbone registry (tests register their fakes there)
 from rtsseg.precision import AMP_CHOICES, autocast, autocast_dtype
 from rtsseg.rundir import Run, code_digest, open_run
@@ -339,11 +339,7 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
     t0 = time.perf_counter() - wall_offset
 
     def save(step_done: int) -> None:
-        states = [None] * info.world_size
-        if info.world_size > 1:
-            torch.distributed.all_gather_object(states, rng_state())
-        else:
-            states = [rng_state()]
+        states = D.gather_rng_states(info)
         if info.is_main:
             run.save(
                 {
