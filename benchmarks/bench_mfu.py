@@ -508,21 +508,25 @@ def run(args) -> dict:
     if device.type == "cpu" and peaks["bf16_tflops"] < peaks["fp32_tflops"]:
         print(f"WARNING: bf16 products are slower than fp32 on this CPU ({meta['cpu_bf16']}): bf16 autocast "
               f"would slow training down here", flush=True)
+    out = None
+    if args.json:
+        out = (RESULTS / f"{args.suite}_{meta['device_name']}{'_quick' if args.quick else ''}.json"
+               if args.json == "auto" else Path(args.json))
+        out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
+    result = {"meta": meta, "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+              "rows": rows}
     for case in cases:
         rows.append(bench_case(case, args, device, peaks))
         print_row(rows[-1])
+        if out is not None:  # after every backbone: a run stopped at its time cap keeps what it measured
+            out.write_text(json.dumps(result, indent=2))
     for row in rows:
         if row["backbone"] == OFFICIAL_ANCHOR["backbone"] and row["image_size"] == OFFICIAL_ANCHOR["image_size"]:
             row["ratio_over_official_v100"] = row["ours_images_per_s"] / OFFICIAL_ANCHOR["images_per_s_per_gpu"]
             print(f"{row['label']}: {row['ours_images_per_s']:.0f} img/s = x{row['ratio_over_official_v100']:.2f} the "
                   f"official {OFFICIAL_ANCHOR['images_per_s_per_gpu']} img/s per V100")
-    result = {"meta": meta, "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
-              "rows": rows}
-    if args.json:
-        out = (RESULTS / f"{args.suite}_{meta['device_name']}{'_quick' if args.quick else ''}.json"
-               if args.json == "auto" else Path(args.json))
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")
     return result
