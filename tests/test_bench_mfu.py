@@ -11,6 +11,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_mfu as B  # noqa: E402
+from model_fakes import register_fakes  # noqa: E402
+
+register_fakes()  # tiny_test in the models registry
 
 TINY = B.Case("tiny", "tiny_test", 16)
 
