@@ -61,8 +61,10 @@ def test_dry_run_ships_notebooks_and_timings(tmp_path):
     assert "book/smoke/01_data.ipynb" in names and "runs/smoke/done/01_data.json" in names
     with tarfile.open(out / "notebooks.tar.gz") as tar:
         nb = json.load(tar.extractfile("book/smoke/01_data.ipynb"))
-    figures = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert figures, "figures must render inline (MPLBACKEND must not be forced to Agg)"
+    # figures are glued (myst-nb's mime type) or shown inline: either way a PNG must be in the outputs
+    figures = [o for c in nb["cells"] for o in c.get("outputs", [])
+               if {"image/png", "application/papermill.record/image/png"} & set(o.get("data", {}))]
+    assert figures, "figures must render (MPLBACKEND must not be forced to Agg)"
     assert "data root:" in (out / "log.txt").read_text() or "gpu_run: set-up took" in (out / "log.txt").read_text()
     assert sorted(p.name for p in out.iterdir()) == ["env.json", "log.txt", "notebooks.tar.gz", "timings.json"]
 

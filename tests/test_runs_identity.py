@@ -33,7 +33,7 @@ def test_changed_knobs_retrain_in_new_folders_and_an_unchanged_rerun_skips(tmp_p
 
     again = pretrain(_cfg(tmp_path, progress=True, num_threads=2, save_every_steps=1))  # runtime knobs only
     assert again == first and (first / "checkpoint.pt").stat().st_mtime_ns == stamp
-    assert (first / "steps.csv").read_text() == steps and "finished run" in capsys.readouterr().out
+    assert (first / "steps.csv").read_text() == steps and "finished run" in capsys.readouterr().err
 
     changes = dict(lambd=0.01, epochs=2, projector_dims=(16, 8), batch_size=4, seed=1)
     folders = {first}
