@@ -21,7 +21,13 @@ _NOT_SOURCES = ("book", "runs")
 
 def _git_commit() -> str:
     """The commit the code ran from, ``+dirty`` when any tracked or untracked (not ignored) file outside
-    ``book/`` differs from it; outside a git checkout (a pip install from git) the commit pip recorded."""
+    ``book/`` differs from it; outside a git checkout (a pip install from git) the commit pip recorded.
+
+    ``$RTSSEG_COMMIT`` wins when set: a machine that receives a copy of the working tree without its history
+    (the GPU machine of ``scripts/gpu_run.sh``, whose copy carries a stale ``.git``) is told the commit the
+    copy was made from by the caller, who checked that the tree was clean."""
+    if os.environ.get("RTSSEG_COMMIT"):
+        return os.environ["RTSSEG_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
         if head.returncode == 0 and head.stdout.strip():

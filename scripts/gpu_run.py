@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 #: Seconds each step may take at most in gpu-short (the overall deadline cuts in first when it comes sooner).
 STEP_CAPS_S = {
     "01_data": 60, "02_pretrain_barlow_twins": 300, "03_pretrain_dino": 240, "04_supervised_baseline": 150,
-    "05_attention_maps": 90, "06_embeddings": 90, "07_segmentation": 120, "08_findings": 60,
+    "05_attention_maps": 90, "06_embeddings": 90, "07_segmentation": 180, "08_findings": 60,
 }
 MAX_TAR_BYTES = 15 * 2**20
 

@@ -9,7 +9,9 @@
 #    CUDA, 4. runs the profile's steps one at a time with papermill under a wall-clock budget, writing to $OUT
 #    after each step (timings.json, notebooks.tar.gz), 5. runs benchmarks/bench_mfu.py --suite gpu if present.
 # Everything printed also goes to $OUT/log.txt. Options after the script name go to scripts/gpu_run.py
-# (--budget-s, --bench-s, --steps, --set STEP:key=value, ...).
+# (--budget-s, --bench-s, --steps, --set STEP:key=value, --calibrate STEP=SECONDS, ...). The run records name
+# the commit from $RTSSEG_COMMIT: the machine's copy of the tree has no up-to-date .git, so call it as
+#   RTSSEG_COMMIT=$(git rev-parse --short=12 HEAD) bash scripts/gpu_run.sh ...   (from a clean tree)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD

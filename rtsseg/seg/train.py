@@ -269,7 +269,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
             decoder.load_state_dict(state["decoder"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            generator.set_state(state["generator"])
+            generator.set_state(state["generator"].cpu())  # loaded onto the GPU with the checkpoint
             history = json.loads(state["history_json"])
             start_epoch, best_epoch = state["epoch"], state["best_epoch"]
             best = (state["best_miou"], state["best_state"])
