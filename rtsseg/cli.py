@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
 def _book(args: argparse.Namespace) -> int:
     from rtsseg.pipeline import build_book
 
-    build_book(args.profile)
+    build_book(args.profile, partial=args.partial)
     return 0
 
 
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     book = sub.add_parser("book", help="build the HTML book from the executed notebooks of a profile")
     book.add_argument("--profile", default="cpu", choices=profiles)
+    book.add_argument("--partial", action="store_true",
+                      help="build the chapters that were executed; the landing page names the missing ones")
     book.set_defaults(func=_book)
 
     steps = sub.add_parser("steps", help="list the steps and their parameters")

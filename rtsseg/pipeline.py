@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtsseg.book import prepare_for_book, write_index
+from rtsseg.book import prepare_for_book, write_index, write_performance
 from rtsseg.config import REPO_ROOT, data_root
 from rtsseg.profiles import BOOK, PROFILES, STEPS, Step, executed_notebook, run_dir, step_params
 
@@ -383,18 +383,22 @@ def _resolve(name: str) -> str:
 EXTRA_EDITIONS = {"gpu-short": "GPU edition (gpu-short: ViT-S/8 at 64 px, one H100, about 8 minutes)"}
 
 
-def toc_for(profile: str) -> Path:
+def toc_for(profile: str, partial: bool = False) -> Path:
     """The committed ``_toc.yml`` shows the cpu profile; other profiles get a copy pointing at their folder.
-    The cpu book also gets a part per edition of :data:`EXTRA_EDITIONS` whose notebooks are all executed."""
+    The cpu book also gets a part per edition of :data:`EXTRA_EDITIONS` whose notebooks are all executed.
+    ``partial``: chapters without an executed notebook are left out (the landing page names them)."""
     toc = REPO_ROOT / "_toc.yml"
     text = toc.read_text()
     if profile == "cpu":
         extra = [p for p in EXTRA_EDITIONS if all(executed_notebook(p, s.name).is_file() for s in STEPS)]
-        if not extra:
+        if not extra and not partial:
             return toc
-        text = _with_editions(text, extra)
+        text = _with_editions(text, extra) if extra else text
     else:
         text = text.replace("book/cpu/", f"book/{profile}/")
+    if partial:
+        missing = [f"book/{profile}/{s.name}" for s in STEPS if not executed_notebook(profile, s.name).is_file()]
+        text = "\n".join(line for line in text.splitlines() if line.split("file: ")[-1].strip() not in missing) + "\n"
     out = run_dir(profile, "_toc.yml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
@@ -449,13 +453,14 @@ def _with_editions(text: str, profiles: list[str]) -> str:
     return "\n".join(lines[: last + 1] + parts + lines[last + 1:]) + "\n"
 
 
-def build_book(profile: str) -> Path:
+def build_book(profile: str, partial: bool = False) -> Path:
     """Build the HTML book of ``profile`` from its executed notebooks (never executing them).
 
-    Refuses, naming the rerun command, when a chapter is missing or older than a chapter it depends on.
+    Refuses, naming the rerun command, when a chapter is missing (unless ``partial``: then the book holds the
+    executed chapters and its landing page names the missing ones) or older than a chapter it depends on.
     """
     missing = [s.name for s in STEPS if not executed_notebook(profile, s.name).is_file()]
-    if missing:
+    if missing and not partial:
         raise RunRefused(
             f"profile {profile!r} has no executed notebook for {missing} under {BOOK / profile}. "
             f"Fix: rtsseg run --profile {profile} {' '.join('--step ' + m.split('_', 1)[0] for m in missing)}"
@@ -471,9 +476,10 @@ def build_book(profile: str) -> Path:
     out = book_output(profile)
     check_writable(out)
     write_index(profile)  # book/<profile>/index.md: the landing page, glued from the executed notebooks
+    write_performance()  # book/performance.md: the benchmark results, from benchmarks/results/
     cmd = [
         sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT), "--path-output", str(out),
-        "--toc", str(toc_for(profile)), "--config", str(REPO_ROOT / "_config.yml"),
+        "--toc", str(toc_for(profile, partial)), "--config", str(REPO_ROOT / "_config.yml"),
     ]
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     if jb:

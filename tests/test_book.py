@@ -177,3 +177,22 @@ def test_glue_matches_myst_nb():
     cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata=meta)]
     [(key, out)] = extract_glue_data_cell(cell)
     assert key == "gain" and out["data"]["text/plain"] == "1.2"
+
+
+def test_performance_appendix_is_written_from_the_benchmark_json(tmp_path):
+    """Every number of the appendix comes from the results files: change the file, the page changes."""
+    import json
+
+    from rtsseg.book import write_performance
+
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"label": "net@64", "batch_size": 8, "gflops_per_image": 2.5, "achieved_tflops": 0.25, "frac_bf16_peak": 0.125,
+           "frac_fp32_peak": 0.5, "ours_images_per_s": 100.0, "ratio_ours_over_ref": 1.5}
+    meta = {"device_name": "testdev", "suite": "cpu", "peaks": {"bf16_tflops": 2.0, "fp32_tflops": 0.5}}
+    (results / "cpu_testdev.json").write_text(json.dumps({"meta": meta, "rows": [row]}))
+    (results / "cpu_testdev_quick.json").write_text(json.dumps({"meta": meta, "rows": [dict(row, label="quick")]}))
+    (tmp_path / "book").mkdir()
+    text = write_performance(tmp_path / "book", results).read_text()
+    assert "| net@64 | 8 | 2.5 | 0.25 | 12.5 | 50.0 | 100 | 1.50 |" in text
+    assert "quick" not in text  # smoke-check results are not reported
