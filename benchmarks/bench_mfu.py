@@ -446,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="timed steps")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first")
     p.add_argument("--ref-steps", type=int, default=None, help="timed steps of the reference")
-    p.add_argument("--amp", choices=["bf16", "fp16", "none"], default="bf16")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], default="auto",
+                   help="auto: what the trainers use here (rtsseg.precision: bf16 on CUDA and AMX CPUs, else fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile (inductor) our model")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last memory for conv (BatchNorm) backbones (default: on for CUDA, as the trainer)")
@@ -478,6 +479,10 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if args.suite == "gpu" and torch.cuda.is_available() else "cpu"))
+    if args.amp == "auto":
+        from rtsseg.precision import autocast_dtype
+
+        args.amp = "bf16" if autocast_dtype("auto", device) is not None else "none"
     if args.channels_last is None:
         args.channels_last = device.type == "cuda"
     if args.workers is None:
