@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import MISSING, fields
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rtsseg.pipeline import build_book, parse_override, run_profile
+    from rtsseg.params import parse_override
+    from rtsseg.pipeline import build_book, run_profile
 
     overrides = dict(parse_override(o) for o in args.param)
     run_profile(args.profile, only=args.step or None, force=args.force, overrides=overrides,
@@ -45,7 +42,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from rtsseg.data.pack import pack_all
+    from rtsseg.data.packing import pack_all
 
     for name, path in pack_all(args.data_root, args.dest, args.train_per_class, args.val_per_class,
                                args.camvid_downsample, camvid_max_images=args.camvid_max_images).items():
@@ -54,65 +51,11 @@ def _pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _arg_type(tp) -> tuple[Callable | None, dict]:
-    """argparse settings for a dataclass field type."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)][0]
-        if typing.get_origin(inner) is tuple:
-            return typing.get_args(inner)[0], {"nargs": "+"}
-
-        def parse(s: str, inner=inner):
-            return None if s.lower() == "none" else inner(s)
-
-        return parse, {}
-    if origin is tuple:
-        return args[0], {"nargs": "+"}
-    if tp is bool:
-        return None, {"action": argparse.BooleanOptionalAction}
-    return tp, {}
-
-
-def config_parser(cls, description: str, prog: str | None = None) -> argparse.ArgumentParser:
-    """One ``--flag`` per field of dataclass ``cls`` (``foo_bar`` -> ``--foo-bar``), defaults from the class."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        conv, extra = _arg_type(hints[f.name])
-        kwargs = {"default": default, "help": f"default: {default}", **extra}
-        if conv is not None:
-            kwargs["type"] = conv
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
-    return parser
-
-
-def config_from_args(cls, argv: list[str], description: str, prog: str | None = None):
-    """Parse ``argv`` with :func:`config_parser` into an instance of ``cls`` (lists become tuples)."""
-    ns = config_parser(cls, description, prog).parse_args(argv)
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()})
-
-
-def pretrain_parser() -> argparse.ArgumentParser:
-    from rtsseg.ssl.train import PretrainConfig
-
-    return config_parser(PretrainConfig, "Barlow Twins pretraining (also under torchrun: -m rtsseg.ssl.train)",
-                         prog="rtsseg pretrain")
-
-
 def _pretrain(rest: list[str]) -> int:
-    """``rtsseg pretrain ...``: train (or resume, or skip) one run; prints its folder (rank 0)."""
-    from rtsseg.ssl import distributed as D
-    from rtsseg.ssl.train import PretrainConfig, pretrain
+    """``rtsseg pretrain ...``: train (or resume, or skip) one Barlow Twins run (:func:`rtsseg.ssl.train.main`)."""
+    from rtsseg.ssl.train import main as pretrain_main
 
-    cfg = config_from_args(PretrainConfig, rest, pretrain_parser().description, "rtsseg pretrain")
-    try:
-        run_dir = pretrain(cfg)
-    finally:
-        D.cleanup()
-    if D.get_rank() == 0:
-        print(f"run folder: {run_dir}", flush=True)
-    return 0
+    return pretrain_main(rest)
 
 
 def _evaluate(rest: list[str]) -> int:
@@ -179,18 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("papermill").setLevel(logging.INFO)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["pretrain"]:
-        from rtsseg.errors import DataError
-
-        try:
-            return _pretrain(argv[1:])
-        except (DataError, ValueError) as err:  # config errors, locked or mismatched run folders: one line
-            print(f"rtsseg pretrain: error: {err}", file=sys.stderr)
-            return 1
+        return _pretrain(argv[1:])
     if argv[:1] == ["evaluate"]:
         return _evaluate(argv[1:])
     args = build_parser().parse_args(argv)
     from rtsseg.errors import DataError
-    from rtsseg.pipeline import NotebookParameterError, RunRefused, StepFailed
+    from rtsseg.params import NotebookParameterError
+    from rtsseg.pipeline import RunRefused, StepFailed
 
     try:
         return args.func(args)

@@ -224,15 +224,3 @@ def executed_notebook(profile: str, name: str) -> Path:
 def run_dir(profile: str, *parts: str) -> Path:
     """Checkpoints and caches of a profile: ``runs/<profile>/...`` (git-ignored)."""
     return runs_root() / profile / Path(*parts) if parts else runs_root() / profile
-
-
-_MOVED = ("pretrain_dir", "supervised_dir", "cache_dir", "INITS", "load_backbone")
-
-
-def __getattr__(name: str):
-    # run paths and load_backbone moved to rtsseg.experiments (analysis layer); kept importable from here
-    if name in _MOVED:
-        from rtsseg import experiments
-
-        return getattr(experiments, name)
-    raise AttributeError(f"module 'rtsseg.profiles' has no attribute {name!r}")

@@ -91,7 +91,7 @@ def notebook_params(namespace: dict, step: str) -> dict:
     the parameters cell does not declare (``papermill -p n_example 3``: plain papermill only warns), when a
     value has the wrong type or is out of range, or when ``profile`` is not one of :data:`PROFILES`.
     """
-    from rtsseg.pipeline import NotebookParameterError, declared_parameters, read_notebook, validate_parameters
+    from rtsseg.params import NotebookParameterError, declared_parameters, read_notebook, validate_parameters
     from rtsseg.profiles import PROFILES
     from rtsseg.profiles import step as find_step
 
@@ -99,8 +99,6 @@ def notebook_params(namespace: dict, step: str) -> dict:
     if s.source.is_file():
         declared = declared_parameters(read_notebook(s), s.source)
     else:  # rtsseg installed without its notebooks (Colab): the names the profiles set, as the notebook has them
-        from rtsseg.profiles import PROFILES
-
         names = {"profile", "seed", "seeds", "data_root"}.union(*(p.get(s.name, {}) for p in PROFILES.values()))
         declared = {n: None for n in sorted(names) if n in namespace}
     unknown = [name for name in injected_parameters(namespace) if name not in declared]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 def step_defaults(profile: str, name: str) -> dict:
     """The parameters chapter ``name`` runs with under ``profile``: notebook defaults, then the profile's."""
-    from rtsseg.pipeline import declared_parameters, read_notebook
+    from rtsseg.params import declared_parameters, read_notebook
     from rtsseg.profiles import step, step_params
 
     s = step(name)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rtsseg.attention import evaluate
-from rtsseg.attention.evaluate import attention_scores, center_square
+from rtsseg.attention.evaluate import attention_scores
+from rtsseg.attention.groundtruth import center_square
 
 
 class _Fixed(torch.nn.Module):

@@ -14,7 +14,8 @@ from rtsseg.cli import main as cli_main
 from rtsseg.data import camvid as cv
 from rtsseg.data.camvid import CamVid
 from rtsseg.errors import DataError
-from rtsseg.data.pack import PackError, pack_camvid, pack_tinyimagenet, read_pack, write_pack
+from rtsseg.data.pack import PackError, read_pack, write_pack
+from rtsseg.data.packing import pack_camvid, pack_tinyimagenet
 from rtsseg.data.tinyimagenet import TinyImageNet, load_tensors, tinyimagenet_root
 
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from rtsseg import pipeline
-from rtsseg.pipeline import NotebookParameterError, declared_parameters, parse_override, validate_parameters
+from rtsseg.params import NotebookParameterError, declared_parameters, parse_override, validate_parameters
 from rtsseg.profiles import PROFILES, STEPS, Step
 
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from rtsseg.config import REPO_ROOT
-from rtsseg.pipeline import NotebookParameterError, declared_parameters, read_notebook
+from rtsseg.params import NotebookParameterError, declared_parameters, read_notebook
 from rtsseg.profiles import PROFILES, step
 from rtsseg.report import config_from, injected_parameters, notebook_params
 

@@ -85,7 +85,7 @@ def test_a_second_trainer_on_a_locked_run_fails_at_once_with_the_pid(tmp_path: P
     import sys
 
     from model_fakes import subprocess_env
-    from rtsseg.cli import config_from_args
+    from rtsseg.configargs import config_from_args
     from rtsseg.rundir import code_digest, open_run
 
     args = ["--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "16",

@@ -15,7 +15,7 @@ from rtsseg.ssl.augment import BarlowTwinsAugment  # noqa: E402
 from rtsseg.ssl.monitors import KNNMonitor, embedding_std, save_ccmatrix  # noqa: E402
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history  # noqa: E402
 from rtsseg.sampling import batch_indices, epoch_permutation  # noqa: E402
-from rtsseg.cli import config_from_args  # noqa: E402
+from rtsseg.configargs import config_from_args  # noqa: E402
 from rtsseg.ssl.train import PretrainConfig, synthetic_dataset  # noqa: E402
 
 

@@ -36,7 +36,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     # callback of this test only (pretrain's on_step), not a config field.
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from rtsseg.cli import config_from_args
+        from rtsseg.configargs import config_from_args
         from rtsseg.ssl.train import PretrainConfig, pretrain
         cfg = config_from_args(PretrainConfig, sys.argv[1:], "test")
         pretrain(cfg, on_step=lambda step: step == 9 and os.kill(os.getpid(), signal.SIGKILL))

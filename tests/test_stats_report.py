@@ -46,7 +46,7 @@ def test_results_and_budget_roundtrip(tmp_path, monkeypatch):
 
 
 def test_notebook_params_rejects_bad_values():
-    from rtsseg.pipeline import NotebookParameterError
+    from rtsseg.params import NotebookParameterError
 
     ns = {"profile": "cpu", "data_root": None, "seed": 0, "n_examples": 4}
     assert report.notebook_params(ns, "01_data") == ns

@@ -431,5 +431,3 @@ def pixel_scores(maps: torch.Tensor, gts: torch.Tensor, mass: float = 0.6) -> di
     up = upsample_maps(maps.double(), size)
     return {"jaccard": inter / union, "mass_in_gt": mass_in_mask(up.mean(1), g[:, 0])}
 
-
-from rtsseg.attention.groundtruth import center_square  # noqa: E402,F401  (kept importable from here)

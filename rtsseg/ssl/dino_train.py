@@ -488,7 +488,7 @@ def equal_flops_epochs(reference_epochs: float, reference_flops: float, flops: f
 def main(argv: list[str] | None = None) -> int:
     """``python -m rtsseg.ssl.dino_train --flag value ...`` (one flag per :class:`DinoConfig` field; torchrun
     works); prints the run folder (rank 0)."""
-    from rtsseg.cli import config_from_args  # the shared dataclass -> argparse helper (entry point only)
+    from rtsseg.configargs import config_from_args
 
     cfg = config_from_args(DinoConfig, list(sys.argv[1:] if argv is None else argv), "DINO pretraining",
                            "python -m rtsseg.ssl.dino_train")

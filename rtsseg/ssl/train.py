@@ -436,7 +436,26 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
     run.finish()
 
 
-if __name__ == "__main__":  # `python -m rtsseg.ssl.train ...` (torchrun): the `rtsseg pretrain` command line
-    from rtsseg.cli import main as _cli_main
+def main(argv: list[str] | None = None) -> int:
+    """``rtsseg pretrain ...`` and ``python -m rtsseg.ssl.train ...`` (torchrun too): one flag per
+    :class:`PretrainConfig` field; prints the run folder (rank 0). A config error, or a run folder locked by
+    another process or holding another configuration, is one line on stderr and exit status 1."""
+    from rtsseg.configargs import config_from_args
+    from rtsseg.errors import DataError
 
-    sys.exit(_cli_main(["pretrain", *sys.argv[1:]]))
+    cfg = config_from_args(PretrainConfig, list(sys.argv[1:] if argv is None else argv),
+                           "Barlow Twins pretraining (also under torchrun: -m rtsseg.ssl.train)", "rtsseg pretrain")
+    try:
+        run_dir = pretrain(cfg)
+    except (DataError, ValueError) as err:
+        print(f"rtsseg pretrain: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        D.cleanup()
+    if D.get_rank() == 0:
+        print(f"run folder: {run_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
