@@ -72,7 +72,7 @@ from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, g
 from rtsseg.config import data_root as resolve_data_root, default_device, runs_root
 from rtsseg.data import camvid
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.experiments import cache_dir, load_backbone
+from rtsseg.experiments import cache_dir, iter_models, model_runs
 from rtsseg.report import RunRecord, notebook_params, save_results
 
 params = notebook_params(globals(), "05_attention_maps")
@@ -80,7 +80,7 @@ record = RunRecord("05_attention_maps", params)
 figure_style()
 root = resolve_data_root(data_root)
 device = default_device()
-runs = [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
+runs = model_runs(backbones, main_backbone, seeds, other_seeds)
 
 # %% [markdown]
 # ## Ground truth
@@ -129,16 +129,10 @@ glue_table("tbl_attn_gt", gt_table)
 
 # %%
 maps, missing, grids = {}, [], {}
-for backbone, seed in runs:
-    for init in inits:
-        try:
-            model = load_backbone(profile, backbone, init, seed, image_size, device)
-        except (FileNotFoundError, ValueError) as e:
-            missing.append((backbone, init, seed, str(e).split(".")[0]))
-            continue
-        maps[backbone, init, seed, "tin"] = capture_maps(model, tin.images, progress=False)
-        maps[backbone, init, seed, "cam"] = capture_maps(model, cam.images, progress=False)
-        grids[backbone] = tuple(maps[backbone, init, seed, "tin"].shape[-2:])  # token grid of the maps
+for backbone, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device):
+    maps[backbone, init, seed, "tin"] = capture_maps(model, tin.images, progress=False)
+    maps[backbone, init, seed, "cam"] = capture_maps(model, cam.images, progress=False)
+    grids[backbone] = tuple(maps[backbone, init, seed, "tin"].shape[-2:])  # token grid of the maps
 available = [i for i in inits if any(k[1] == i for k in maps)]
 if not available:
     raise FileNotFoundError(f"no backbone of {inits} could be loaded: {missing}")

@@ -41,7 +41,7 @@ from rtsseg.analysis.embeddings import extract_embeddings, linear_probe_accuracy
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
 from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data.tinyimagenet import load_tensors, per_class_indices, tinyimagenet_root
-from rtsseg.experiments import INITS, cache_dir, load_backbone
+from rtsseg.experiments import INITS, cache_dir, iter_models, model_runs
 from rtsseg.knn import knn_accuracy
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.stats import mean_std, seed_table
@@ -51,7 +51,7 @@ record = RunRecord("06_embeddings", params)
 figure_style()
 root = resolve_data_root(data_root)
 device = default_device()
-runs_of = [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
+runs_of = model_runs(backbones, main_backbone, seeds, other_seeds)
 
 # %%
 tin = tinyimagenet_root(root)
@@ -72,21 +72,15 @@ glue_result("emb_chance", 100 / num_classes, ".2g")
 
 # %%
 rows, feats, missing = [], {}, []
-for backbone, seed in runs_of:
-    for init in INITS:
-        try:
-            model = load_backbone(profile, backbone, init, seed, image_size, device)
-        except (FileNotFoundError, ValueError) as e:
-            missing.append((backbone, init, seed, str(e).split(".")[0]))
-            continue
-        x_tr = extract_embeddings(model, train.images[tr], input_size=image_size, device=device)
-        x_va = extract_embeddings(model, val.images[va], input_size=image_size, device=device)
-        feats[backbone, init, seed] = x_va
-        y_tr, y_va = train.labels[tr], val.labels[va]
-        rows.append({"backbone": backbone, "init": init, "seed": seed,
-                     "k-NN": knn_accuracy(x_tr, y_tr, x_va, y_va, num_classes, k=20, temperature=0.07),
-                     "linear": linear_probe_accuracy(x_tr, y_tr, x_va, y_va, num_classes,
-                                                     epochs=linear_epochs, seed=seed)})
+for backbone, init, seed, model in iter_models(profile, runs_of, INITS, image_size, missing, device):
+    x_tr = extract_embeddings(model, train.images[tr], input_size=image_size, device=device)
+    x_va = extract_embeddings(model, val.images[va], input_size=image_size, device=device)
+    feats[backbone, init, seed] = x_va
+    y_tr, y_va = train.labels[tr], val.labels[va]
+    rows.append({"backbone": backbone, "init": init, "seed": seed,
+                 "k-NN": knn_accuracy(x_tr, y_tr, x_va, y_va, num_classes, k=20, temperature=0.07),
+                 "linear": linear_probe_accuracy(x_tr, y_tr, x_va, y_va, num_classes,
+                                                 epochs=linear_epochs, seed=seed)})
 scores = pd.DataFrame(rows)
 inits = [i for i in INITS if i in set(scores["init"])]
 tables = {m: seed_table(scores, "backbone", "init", m)[inits].fillna("–") for m in ["k-NN", "linear"]}

@@ -113,3 +113,24 @@ def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size:
 __all__ = ["INITS", "CONTROL_INITS", "ALL_INITS", "TRAINED", "run_parent", "pretrain_dir", "dino_dir", "supervised_dir",
            "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "load_backbone",
            "profile_dir"]
+
+
+def model_runs(backbones: list[str], main_backbone: str, seeds: list[int], other_seeds: list[int]) -> list[tuple[str, int]]:
+    """The (backbone, seed) grid of the analysis chapters: every seed of ``seeds`` for the main backbone, the
+    ``other_seeds`` for the others (fewer runs where the question is not asked)."""
+    return [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
+
+
+def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], image_size: int, missing: list,
+                device="cpu"):
+    """Yield ``(backbone, init, seed, model)`` for every run x initialisation whose checkpoint exists (a random
+    init always does), in eval mode on ``device``; append ``(backbone, init, seed, why)`` to ``missing`` for one
+    whose step has not run yet, so a chapter shows what it has and names what it lacks."""
+    for backbone, seed in runs:
+        for init in inits:
+            try:
+                model = load_backbone(profile, backbone, init, seed, image_size, device)
+            except (FileNotFoundError, ValueError) as err:
+                missing.append((backbone, init, seed, str(err).split(".")[0]))
+                continue
+            yield backbone, init, seed, model

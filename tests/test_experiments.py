@@ -50,3 +50,17 @@ def test_load_backbone_takes_the_last_finished_run_and_names_the_step(tmp_path, 
         run.save({"backbone": TinyBackbone().state_dict()})  # never finished: not picked
     assert torch.equal(ex.load_backbone("smoke", "tiny_test", "dino", 3, 32).features[0].weight,
                        trained.features[0].weight)
+
+
+def test_model_runs_and_iter_models_skip_and_name_what_is_missing(tmp_path, monkeypatch):
+    """The backbone x init x seed loop of the analysis chapters: all seeds for the main backbone, others fewer;
+    an initialisation whose step has not run is named in ``missing``, the random one is always there."""
+    from rtsseg.experiments import iter_models, model_runs
+
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
+    runs = model_runs(["vit_small64", "swin_small64"], "vit_small64", [0, 1, 2], [0])
+    assert runs == [("vit_small64", 0), ("vit_small64", 1), ("vit_small64", 2), ("swin_small64", 0)]
+    missing: list = []
+    got = [(b, i, s) for b, i, s, _ in iter_models("smoke", runs[:1], ["random", "dino"], 64, missing)]
+    assert got == [("vit_small64", "random", 0)]
+    assert [m[:3] for m in missing] == [("vit_small64", "dino", 0)] and "dino" in missing[0][3]
