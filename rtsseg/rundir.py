@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rtsseg.checkpoint import load_checkpoint, save_checkpoint
+from rtsseg.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from rtsseg.errors import NoRunError, RunLockedError, RunMismatchError
 
 CHECKPOINT = "checkpoint.pt"
@@ -185,6 +185,17 @@ class Run:
             if new:
                 writer.writeheader()
             writer.writerow(dict(row))
+
+    def resume_position(self, state: dict, rank: int, steps_per_epoch: int) -> tuple[int, float]:
+        """Where a resumed step-based trainer (Barlow Twins, DINO) goes on from ``state``: restores this rank's RNG
+        state (the checkpoint holds one per rank), drops the ``steps.csv`` / ``history.csv`` rows written after
+        the checkpoint (primary process only) and returns ``(step, wall seconds so far)``."""
+        set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
+        step = int(state["step"])
+        if self.primary:
+            self.truncate_history("steps.csv", lambda r: int(r["step"]) <= step)
+            self.truncate_history("history.csv", lambda r: int(r["epoch"]) <= step // steps_per_epoch)
+        return step, float(state["wall_s"])
 
     def truncate_history(self, path_name: str, keep: Callable[[dict], bool]) -> None:
         """Drop the rows of ``path/path_name`` for which ``keep(row)`` is false (rows written after the

@@ -44,7 +44,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rtsseg.checkpoint import set_rng_state
 from rtsseg.precision import autocast, autocast_dtype
 from rtsseg.rundir import code_digest, open_run
 from rtsseg.sampling import batch_indices, epoch_permutation, step_generator
@@ -344,11 +343,8 @@ def _train(cfg, run, info, seed_everything, build_knn_monitor, load_training_ima
         dino_loss.center.copy_(state["center"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-        step, wall_offset = int(state["step"]), float(state["wall_s"])
+        step, wall_offset = run.resume_position(state, info.rank, steps_per_epoch)
         if info.is_main:
-            run.truncate_history("steps.csv", lambda r: int(r["step"]) <= step)
-            run.truncate_history("history.csv", lambda r: int(r["epoch"]) <= step // steps_per_epoch)
             print(f"resumed {run.path} at step {step}/{total_steps}", file=sys.stderr, flush=True)
 
     ddp = student

@@ -44,7 +44,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rtsseg.checkpoint import set_rng_state
 from rtsseg.models import build_backbone  # the one backbone registry (tests register their fakes there)
 from rtsseg.precision import AMP_CHOICES, autocast, autocast_dtype
 from rtsseg.rundir import Run, code_digest, open_run
@@ -321,11 +320,8 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
-        step, wall_offset = int(state["step"]), float(state["wall_s"])
+        step, wall_offset = run.resume_position(state, info.rank, steps_per_epoch)
         if info.is_main:
-            run.truncate_history("steps.csv", lambda r: int(r["step"]) <= step)
-            run.truncate_history("history.csv", lambda r: int(r["epoch"]) <= step // steps_per_epoch)
             verb = "finished run" if step >= total_steps else "resumed from"
             print(f"{verb} {ckpt_path} at step {step}/{total_steps}", file=sys.stderr, flush=True)
     elif info.is_main:
