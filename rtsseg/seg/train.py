@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -223,6 +223,24 @@ def evaluate_store(decoder: nn.Module, store: OutputStore, num_classes: int, bat
     return meter.scores()
 
 
+def _update(decoder: nn.Module, opt, sched, ce: torch.Tensor, attention_loss_weight: float,
+            fractions: Callable[[], torch.Tensor]) -> tuple[float, float]:
+    """One optimiser and scheduler step on ``ce + w * attention_supervision_loss(decoder.last_affinity, F)``, the
+    attention term (and the token class fractions ``F = fractions()``, [b, K, h, w]) only when ``w > 0``; shared
+    by the frozen-backbone and the fine-tuning loops. Returns the two terms as floats (for the history)."""
+    from rtsseg.seg.decoders import attention_supervision_loss
+
+    loss, attn = ce, torch.zeros(())
+    if attention_loss_weight > 0:
+        attn = attention_supervision_loss(decoder.last_affinity, fractions())
+        loss = ce + attention_loss_weight * attn
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(ce.detach()), float(attn.detach())
+
+
 def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val: OutputStore | None = None,
                   epochs: int = 20, lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 16,
                   attention_loss_weight: float = 0.0, label_stride: int = 1, patience: int | None = None,
@@ -239,7 +257,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
     same config and code -> resumed, ``restart=True`` starts over). ``amp``: ``rtsseg.precision`` choice
     for the decoder's forward (bf16 pays only on CPUs with native bf16 and on CUDA).
     """
-    from rtsseg.seg.decoders import attention_supervision_loss, token_class_fractions
+    from rtsseg.seg.decoders import token_class_fractions
 
     if attention_loss_weight > 0 and not getattr(decoder, "propagate", False):
         raise ValueError("attention_loss_weight > 0 supervises the decoder's mixed affinity: use a decoder with "
@@ -290,18 +308,10 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                     up = strided_logits(lg, m.shape[-2:], label_stride)  # [b, K, H/s, W/s]
                     m = m[:, ::label_stride, ::label_stride]
                     ce = ce + F.cross_entropy(up, m, ignore_index=ignore_index) * (lg.shape[0] / logits.shape[0])
-                loss, attn = ce, torch.zeros(())
-                if attention_loss_weight > 0:
-                    fractions = torch.cat([token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index)
-                                           for _, m in groups])  # [b, K, h, w]
-                    attn = attention_supervision_loss(decoder.last_affinity, fractions)
-                    loss = ce + attention_loss_weight * attn
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                sums[0] += float(ce.detach())
-                sums[1] += float(attn.detach())
+                ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight, lambda: torch.cat(
+                    [token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index) for _, m in groups]))
+                sums[0] += ce
+                sums[1] += attn
                 n += 1
             val_miou = (evaluate_store(decoder, val, num_classes, batch_size, ignore_index, label_stride, device).miou
                         if val is not None else float("nan"))
@@ -425,7 +435,7 @@ def finetune_segmenter(backbone: nn.Module, decoder: nn.Module, loader: Iterable
     backbone's attention heads. Returns (the :class:`Segmenter`, history per epoch: epoch, ce, attn_loss)."""
     from rtsseg.precision import autocast, autocast_dtype
     from rtsseg.seg.affinity import backbone_outputs
-    from rtsseg.seg.decoders import attention_supervision_loss, token_class_fractions
+    from rtsseg.seg.decoders import token_class_fractions
 
     if attention_loss_weight > 0 and not getattr(decoder, "propagate", False):
         raise ValueError("attention_loss_weight > 0 needs a decoder with propagate=True (attn_prop or attn_all)")
@@ -449,15 +459,8 @@ def finetune_segmenter(backbone: nn.Module, decoder: nn.Module, loader: Iterable
                 logits = decoder(out.stages, out.affinity, out.maps).float()
             ce = F.cross_entropy(strided_logits(logits, masks.shape[-2:], label_stride),
                                  masks[:, ::label_stride, ::label_stride], ignore_index=ignore_index)
-            loss, attn = ce, torch.zeros(())
-            if attention_loss_weight > 0:
-                fractions = token_class_fractions(masks, num_classes, out.grid, ignore_index)
-                attn = attention_supervision_loss(decoder.last_affinity, fractions)
-                loss = ce + attention_loss_weight * attn
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            sums[0], sums[1], n = sums[0] + float(ce.detach()), sums[1] + float(attn.detach()), n + 1
+            ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight,
+                               lambda: token_class_fractions(masks, num_classes, out.grid, ignore_index))
+            sums[0], sums[1], n = sums[0] + ce, sums[1] + attn, n + 1
         history.append({"epoch": epoch + 1, "ce": sums[0] / max(n, 1), "attn_loss": sums[1] / max(n, 1)})
     return Segmenter(backbone, decoder.eval(), vit_blocks).eval(), history
