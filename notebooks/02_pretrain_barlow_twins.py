@@ -69,7 +69,7 @@ import torch
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.experiments import cache_dir, pretrain_dir
+from rtsseg.experiments import cache_dir, family_value, pretrain_dir
 from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
 from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history
@@ -87,11 +87,7 @@ def epochs_of(backbone: str) -> int:
 
 
 def optimizer_of(backbone: str) -> str:
-    for family, opt in optimizer_by_family.items():
-        if backbone.startswith(family):
-            return opt
-    raise ValueError(f"optimizer_by_family {optimizer_by_family} has no family for backbone {backbone!r}. "
-                     "Fix: add its name prefix to the parameter optimizer_by_family")
+    return family_value(optimizer_by_family, backbone, "optimizer_by_family")
 
 
 # %% [markdown]

@@ -134,3 +134,13 @@ def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], ima
                 missing.append((backbone, init, seed, str(err).split(".")[0]))
                 continue
             yield backbone, init, seed, model
+
+
+def family_value(by_family: dict, backbone: str, parameter: str = "by_family"):
+    """The value of ``{backbone name prefix: value}`` for ``backbone`` (e.g. chapter 2's ``optimizer_by_family``:
+    ``{"vit": "adamw", "botnet": "lars", ...}``); a backbone no prefix matches is an error naming ``parameter``."""
+    for family, value in by_family.items():
+        if backbone.startswith(family):
+            return value
+    raise ValueError(f"{parameter} {by_family} has no family for backbone {backbone!r}. "
+                     f"Fix: add its name prefix to the parameter {parameter}")

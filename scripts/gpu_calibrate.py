@@ -60,17 +60,9 @@ def first(value):
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
-def family_value(by_family: dict, backbone: str):
-    """The value of ``{name prefix: value}`` for ``backbone`` (notebook 02's ``optimizer_by_family`` rule)."""
-    for family, value in by_family.items():
-        if backbone.startswith(family):
-            return value
-    raise KeyError(f"no family of {sorted(by_family)} matches {backbone!r}")
-
-
 def calibrate(profile: str, shares: dict[str, float], runs: Path, fraction: float = 0.5) -> dict:
     from rtsseg.config import data_root
-    from rtsseg.experiments import cache_dir
+    from rtsseg.experiments import cache_dir, family_value
     from rtsseg.report import config_from
     from rtsseg.ssl.dino_train import config_from_params, pretrain_dino, step_flops
     from rtsseg.ssl.supervised import SupervisedConfig, train_supervised
@@ -83,7 +75,8 @@ def calibrate(profile: str, shares: dict[str, float], runs: Path, fraction: floa
     measured: dict[str, dict] = {}
 
     t0 = time.time()
-    extra = {"optimizer": family_value(p02["optimizer_by_family"], backbone)} if "optimizer_by_family" in p02 else {}
+    extra = ({"optimizer": family_value(p02["optimizer_by_family"], backbone, "optimizer_by_family")}
+             if "optimizer_by_family" in p02 else {})
     bt = config_from(PretrainConfig, p02, backbone=backbone, seed=0, epochs=1, warmup_epochs=0.5, data_root=root,
                      cache_dir=cache, run_parent=str(runs / "bt"), max_images_per_class=per_class, **extra)
     measured["02"] = {"epoch_s": epoch_seconds(pretrain(bt)) / fraction, "call_s": time.time() - t0}

@@ -64,3 +64,14 @@ def test_model_runs_and_iter_models_skip_and_name_what_is_missing(tmp_path, monk
     got = [(b, i, s) for b, i, s, _ in iter_models("smoke", runs[:1], ["random", "dino"], 64, missing)]
     assert got == [("vit_small64", "random", 0)]
     assert [m[:3] for m in missing] == [("vit_small64", "dino", 0)] and "dino" in missing[0][3]
+
+
+def test_family_value_matches_the_name_prefix_and_names_the_parameter():
+    import pytest
+
+    from rtsseg.experiments import family_value
+
+    opts = {"vit": "adamw", "botnet": "lars"}
+    assert family_value(opts, "vit_s8_64") == "adamw" and family_value(opts, "botnet_small") == "lars"
+    with pytest.raises(ValueError, match="optimizer_by_family .* backbone 'swin_small64'. Fix: add"):
+        family_value(opts, "swin_small64", "optimizer_by_family")
