@@ -37,12 +37,13 @@ backbones = ["vit_small64", "swin_small64", "botnet_small"]
 seeds = [0, 1, 2]  # seeds of the main backbone
 other_seeds = [0]  # seeds of the other backbones
 image_size = 64
-# Epochs per backbone (a backbone not listed trains `epochs`). Budget on 2 CPU cores with bf16 on all 20,000
-# images (estimated, not measured together): vit_small64 ~2.6 min/epoch (31 min for 6 epochs at batch 64 with
-# LARS before bf16, which halves it), swin_small64 about the same, botnet_small ~4 min/epoch (twice its
-# supervised epoch of 2.1 min: two views). Chapter: 3 seeds x 4 x 2.6 + 3 x 2.6 + 3 x 4 ~ 51 min.
-epochs = 4
-epochs_by_backbone = {"swin_small64": 3, "botnet_small": 3}
+# Epochs per backbone (a backbone not listed trains `epochs`). Budget on 2 CPU cores (fp32: this VM has no AMX,
+# so amp=auto keeps fp32), all 20,000 images, from benchmarks/bench_mfu.py (2 threads, batch 64): vit_small64
+# 82 img/s ~ 4.1 min/epoch, swin_small64 60 img/s ~ 5.6 min, botnet_small 61 img/s ~ 5.4 min, plus ~20 s of
+# k-NN monitor per epoch. Chapter: 3 seeds x 2 x 4.4 + 5.9 + 5.7 ~ 38 min. Self-supervision at this budget
+# stays in its first epochs: the chapter measures how far it gets; the GPU edition carries the learned model.
+epochs = 2
+epochs_by_backbone = {"swin_small64": 1, "botnet_small": 1}
 batch_size = 128
 max_images_per_class = None  # None: all train images of the subset
 # Optimizer per family (first key the backbone name starts with): AdamW for transformers, LARS for conv nets.

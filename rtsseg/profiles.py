@@ -129,7 +129,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "04_supervised_baseline": {},
         "05_attention_maps": {},
         "06_embeddings": {},
-        # 07: the notebook's defaults (~50-60 min on 2 cores; the estimate is in its parameters cell)
+        # 07: the notebook's defaults (~25-30 min on 2 cores; the estimate is in its parameters cell)
         "07_segmentation": {},
         "08_findings": {},
     },
