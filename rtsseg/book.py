@@ -217,10 +217,54 @@ def prepare_for_book(nb, params: dict | None = None, commit: str | None = None, 
         cells.insert(_after_params(cells, table_at), table)
     cells.insert(0, colab_cell(commit, config))
     nb.cells = cells
+    profile = params.get("profile")
+    if profile and profile != "cpu":  # its chapters may share the cpu book's build: their labels must not collide
+        scope_labels(nb, profile)
     meta = nb.metadata.setdefault("rtsseg", {})
     meta.update({"prepared": True, **provenance()})
     if commit:
         meta["commit"] = commit
+    return nb
+
+
+_LABEL = r"[A-Za-z0-9_-]+"
+_LABEL_PATTERNS = (
+    re.compile(rf"^\s*:name:\s*(?P<label>{_LABEL})", re.M),  # a figure's or table's name
+    re.compile(rf"\{{(?:numref|ref)\}}`(?:[^`<]*<)?(?P<label>{_LABEL})>?`"),  # {numref}`label`, {numref}`Table %s <label>`
+    re.compile(rf"^\((?P<label>{_LABEL})\)=", re.M),  # (label)= targets
+)
+
+
+def scope_labels(nb, prefix: str):
+    """Prefix every cross-reference label of a notebook (``:name:``, ``{numref}``/``{ref}`` targets, ``(label)=``)
+    with ``<prefix>-``, in markdown cells and markdown outputs, so that the chapters of another edition built into
+    the same book (``rtsseg.pipeline.EXTRA_EDITIONS``) number and link their own figures and tables rather than
+    the cpu edition's (Sphinx labels are global). Idempotent; returns ``nb``."""
+    meta = nb.metadata.setdefault("rtsseg", {})
+    if meta.get("labels_scoped") == prefix:
+        return nb
+
+    def sub(m: re.Match) -> str:
+        label, whole = m.group("label"), m.group(0)
+        if label.startswith(f"{prefix}-"):
+            return whole
+        start, end = (i - m.start() for i in m.span("label"))
+        return whole[:start] + f"{prefix}-{label}" + whole[end:]
+
+    def scoped(text: str) -> str:
+        for pattern in _LABEL_PATTERNS:
+            text = pattern.sub(sub, text)
+        return text
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = scoped(cell.source)
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            for key in ("text/markdown", GLUE_PREFIX + "text/markdown"):
+                if isinstance(data.get(key), str):
+                    data[key] = scoped(data[key])
+    meta["labels_scoped"] = prefix
     return nb
 
 
