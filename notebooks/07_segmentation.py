@@ -78,7 +78,7 @@ import torch
 
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root, default_device
-from rtsseg.experiments import INITS, load_backbone  # random / supervised / barlow twins / dino
+from rtsseg.experiments import INITS, iter_models, load_backbone  # random / supervised / barlow twins / dino
 from rtsseg.profiles import run_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
 from rtsseg.seg.data import evenly_spaced
@@ -129,29 +129,38 @@ glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_see
 # backbones with {glue:text}`seg_seeds_other`): {numref}`tbl-seg-ablation`.
 
 # %%
-rows, trained, timing = [], {}, []
-for backbone_name, seed in runs:
-    for init in inits:
-        model = load_backbone(profile, backbone_name, init, seed, image_size, device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        stores = backbone_stores(model, sets, preprocessing, cache_root, batch_size, device)
-        timing.append({"what": "backbone outputs", "wall s": time.perf_counter() - t0, "cpu s": time.process_time() - c0})
-        parent = run_dir(profile, "segmentation", "runs", backbone_name, init.replace(" ", "_"), f"seed{seed}")
-        for name, weight in variants:
-            label = name if weight == 0 else f"{name}+sup"
-            row, dec = fit_decoder(name, stores, num_classes, seed, lrs, epochs, batch_size, weight, label_stride,
-                                   patience, parent, embed_dim, fuse_dim, propagation_steps, amp, device)
-            row.update(backbone=backbone_name, init=init, decoder=label)
-            rows.append(row)
-            trained[backbone_name, init, seed, label] = dec
-            timing.append({"what": f"decoder {label}", "wall s": row["train_s"], "cpu s": row["train_cpu_s"]})
+rows, trained, timing, missing = [], {}, [], []
+# a backbone x initialisation x seed without a trained run (e.g. DINO, trained on the main backbone only in the
+# cpu profile) is skipped and listed below the loop
+for backbone_name, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device):
+    t0, c0 = time.perf_counter(), time.process_time()
+    stores = backbone_stores(model, sets, preprocessing, cache_root, batch_size, device)
+    timing.append({"what": "backbone outputs", "wall s": time.perf_counter() - t0, "cpu s": time.process_time() - c0})
+    parent = run_dir(profile, "segmentation", "runs", backbone_name, init.replace(" ", "_"), f"seed{seed}")
+    for name, weight in variants:
+        label = name if weight == 0 else f"{name}+sup"
+        row, dec = fit_decoder(name, stores, num_classes, seed, lrs, epochs, batch_size, weight, label_stride,
+                               patience, parent, embed_dim, fuse_dim, propagation_steps, amp, device)
+        row.update(backbone=backbone_name, init=init, decoder=label)
+        rows.append(row)
+        trained[backbone_name, init, seed, label] = dec
+        timing.append({"what": f"decoder {label}", "wall s": row["train_s"], "cpu s": row["train_cpu_s"]})
+if missing:
+    display(pd.DataFrame(missing, columns=["backbone", "init", "seed", "why skipped"]))
 scores = pd.DataFrame(rows)
+
+
+def by_init(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in the order of `inits`; "–" where a backbone has no trained run of that initialisation."""
+    return frame.reindex(columns=[i for i in inits if i in frame.columns]).fillna("–")
+
+
 for c, name in enumerate(class_names):
     scores[f"IoU {name}"] = scores["iou"].map(lambda v: v[c])
 labels = list(dict.fromkeys(scores.decoder))
 # one row per (backbone, decoder), one column per initialisation: at most 4-5 columns, fits the page
 table = (scores.groupby(["backbone", "decoder", "init"], sort=False)["mIoU"]
-         .apply(lambda v: format_ci(v.tolist(), show_n=False)).unstack("init")[inits])
+         .apply(lambda v: format_ci(v.tolist(), show_n=False)).unstack("init").pipe(by_init))
 table.columns.name = "initialisation"
 # the findings chapter gets the decoders that carry the answer (the whole grid stays on this page)
 key_decoders = [d for d in ("linear", "control", "attn_all", "attn_all+sup") if d in labels]
@@ -164,7 +173,8 @@ glue_table("tbl_seg_ablation", table)
 #
 # {glue:text}`seg_dataset` val mIoU (%) of each decoder on each frozen backbone and initialisation: mean
 # [95 % Student-t interval] over the seeds, "(n=1)" a single seed. `control` has the parameter count of
-# `attn_all` without its attention inputs; `+sup` adds the attention-supervision loss.
+# `attn_all` without its attention inputs; `+sup` adds the attention-supervision loss; "–": no trained run of
+# that initialisation for that backbone (listed above the table).
 # ```
 #
 # ## The answer: attention-aware − control, paired
@@ -182,7 +192,7 @@ pairs = pd.concat([paired_differences(scores, label, "control").assign(compariso
                    for label in attention_labels]) if "control" in labels and attention_labels else pd.DataFrame()
 if len(pairs):
     differences = (pairs.groupby(["backbone", "comparison", "init"], sort=False)["difference"]
-                   .apply(lambda d: format_ci(d.tolist(), show_n=False)).unstack("init")[inits])
+                   .apply(lambda d: format_ci(d.tolist(), show_n=False)).unstack("init").pipe(by_init))
     differences.columns.name = "initialisation"
     headline_rows = differences.index.get_level_values("comparison") == "attn_all − control"
     save_results(profile, f"segmentation_{dataset}_attn_minus_control", differences[headline_rows])

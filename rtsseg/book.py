@@ -217,10 +217,54 @@ def prepare_for_book(nb, params: dict | None = None, commit: str | None = None, 
         cells.insert(_after_params(cells, table_at), table)
     cells.insert(0, colab_cell(commit, config))
     nb.cells = cells
+    profile = params.get("profile")
+    if profile and profile != "cpu":  # its chapters may share the cpu book's build: their labels must not collide
+        scope_labels(nb, profile)
     meta = nb.metadata.setdefault("rtsseg", {})
     meta.update({"prepared": True, **provenance()})
     if commit:
         meta["commit"] = commit
+    return nb
+
+
+_LABEL = r"[A-Za-z0-9_-]+"
+_LABEL_PATTERNS = (
+    re.compile(rf"^\s*:name:\s*(?P<label>{_LABEL})", re.M),  # a figure's or table's name
+    re.compile(rf"\{{(?:numref|ref)\}}`(?:[^`<]*<)?(?P<label>{_LABEL})>?`"),  # {numref}`label`, {numref}`Table %s <label>`
+    re.compile(rf"^\((?P<label>{_LABEL})\)=", re.M),  # (label)= targets
+)
+
+
+def scope_labels(nb, prefix: str):
+    """Prefix every cross-reference label of a notebook (``:name:``, ``{numref}``/``{ref}`` targets, ``(label)=``)
+    with ``<prefix>-``, in markdown cells and markdown outputs, so that the chapters of another edition built into
+    the same book (``rtsseg.pipeline.EXTRA_EDITIONS``) number and link their own figures and tables rather than
+    the cpu edition's (Sphinx labels are global). Idempotent; returns ``nb``."""
+    meta = nb.metadata.setdefault("rtsseg", {})
+    if meta.get("labels_scoped") == prefix:
+        return nb
+
+    def sub(m: re.Match) -> str:
+        label, whole = m.group("label"), m.group(0)
+        if label.startswith(f"{prefix}-"):
+            return whole
+        start, end = (i - m.start() for i in m.span("label"))
+        return whole[:start] + f"{prefix}-{label}" + whole[end:]
+
+    def scoped(text: str) -> str:
+        for pattern in _LABEL_PATTERNS:
+            text = pattern.sub(sub, text)
+        return text
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = scoped(cell.source)
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            for key in ("text/markdown", GLUE_PREFIX + "text/markdown"):
+                if isinstance(data.get(key), str):
+                    data[key] = scoped(data[key])
+    meta["labels_scoped"] = prefix
     return nb
 
 
@@ -393,11 +437,51 @@ def _seeds(params: dict) -> str:
     return "–" if seeds is None else json.dumps(seeds)
 
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status)(?::([A-Za-z0-9_]+))?\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status|editions)(?::([A-Za-z0-9_]+))?\s*\}\}")
+
+#: Rows of the landing page's table of editions: (label, glue names shown " / "-separated in one cell).
+EDITION_ROWS: list[tuple[str, tuple[str, ...]]] = [
+    ("main attention backbone", ("bt_main_backbone",)),
+    ("Barlow Twins epochs / seeds of the main backbone", ("bt_main_epochs", "bt_main_seeds")),
+    ("k-NN top-1 % at random init → after Barlow Twins", ("bt_knn_before", "bt_knn_after")),
+    ("k-NN after / before: Barlow Twins / DINO", ("bt_knn_ratio", "dino_knn_ratio")),
+    ("supervised val top-1 %, main backbone", ("supervised_main_top1",)),
+    ("attention AUROC, best held-out head: random / Barlow Twins / DINO", ("attn_auroc_random", "attn_auroc_bt",
+                                                                          "attn_auroc_dino")),
+    ("attention AUROC of the positive control (chance 0.5)", ("attn_auroc_control",)),
+    ("segmentation: attention-aware − control, mIoU points", ("seg_attn_minus_control",)),
+    ("compute of the whole edition, min", ("budget_total_min",)),
+]
 
 
-def render_index(template: str, profile: str, found: dict[str, str], records: list[dict], figure_caption=None) -> str:
-    """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}`` and ``{{ status }}`` in the landing-page template.
+def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> str:
+    """The headline numbers of several editions side by side (``profile -> (glue name -> step, run records)``),
+    each cell glued from that edition's executed notebooks; empty with fewer than two editions."""
+    if len(editions) < 2:
+        return ""
+    head = ["result"]
+    for profile, (_, records) in editions.items():
+        devices = ", ".join(sorted({r["device"] for r in records})) or "not run"
+        head.append(f"`{profile}` ({devices})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, names in EDITION_ROWS:
+        cells = [label]
+        for profile, (found, _) in editions.items():
+            parts = [f"{{glue:text}}`/book/{profile}/{found[n]}.ipynb::{n}:s`" if n in found else "–" for n in names]
+            cells.append(" / ".join(parts) if any(n in found for n in names) else NOT_RUN)
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(editions))
+    intro = (f"## The editions side by side\n\nThe answers above are the `{first}` edition's. Every edition runs the same"
+             " notebooks under another profile (its own landing page says what it ran and on what); the table puts"
+             " their headline numbers side by side, each cell glued from that edition's executed chapter"
+             " (mean ± std over seeds or [95 % interval] as the chapter reports it).\n\n")
+    return intro + "\n".join(lines)
+
+
+def render_index(template: str, profile: str, found: dict[str, str], records: list[dict], figure_caption=None,
+                 editions: dict[str, tuple[dict[str, str], list[dict]]] | None = None) -> str:
+    """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}``, ``{{ status }}`` and ``{{ editions }}`` (the table of
+    :func:`editions_table` over ``editions``; nothing when there is one edition) in the landing-page template.
 
     A name no executed notebook defines becomes "not run in this edition", so the book always builds.
     """
@@ -407,6 +491,8 @@ def render_index(template: str, profile: str, found: dict[str, str], records: li
         kind, name = m.group(1), m.group(2)
         if kind == "status":
             return _PLACEHOLDER.sub(sub, status_box(profile, records, found))
+        if kind == "editions":
+            return editions_table(editions or {})
         where = found.get(name)
         if where is None:
             return NOT_RUN if kind == "glue" else f"```{{note}}\nThe figure `{name}` is {NOT_RUN.strip('*')}.\n```"
@@ -450,11 +536,17 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_index(profile: str, book: Path | None = None) -> Path:
-    """Write ``book/<profile>/index.md`` (the landing page of that profile's book) from ``book/index.template.md``."""
+def write_index(profile: str, book: Path | None = None, others: tuple[str, ...] = (), title: str | None = None) -> Path:
+    """Write ``book/<profile>/index.md`` (the landing page of that profile's book) from ``book/index.template.md``.
+
+    ``others``: editions whose headline numbers the page shows beside this one's (``{{ editions }}``); their
+    notebooks must be part of the same build. ``title`` replaces the template's first heading."""
     book = book or REPO_ROOT / "book"
     template = (book / "index.template.md").read_text()
-    text = render_index(template, profile, executed_glue(profile, book), run_records(profile, book))
+    if title:
+        template = re.sub(r"\A# .*$", f"# {title}", template, count=1, flags=re.M)
+    editions = {p: (executed_glue(p, book), run_records(p, book)) for p in (profile, *others)}
+    text = render_index(template, profile, editions[profile][0], editions[profile][1], editions=editions)
     out = book / profile / "index.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     header = "<!-- Generated by rtsseg.book.write_index from book/index.template.md: edit the template. -->\n"

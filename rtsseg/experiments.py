@@ -131,9 +131,16 @@ def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], ima
             try:
                 model = load_backbone(profile, backbone, init, seed, image_size, device)
             except (FileNotFoundError, ValueError) as err:
-                missing.append((backbone, init, seed, str(err).split(".")[0]))
+                missing.append((backbone, init, seed, _why_missing(err)))
                 continue
             yield backbone, init, seed, model
+
+
+def _why_missing(err: Exception) -> str:
+    """The first sentence of a load error, with the runs root written ``$RTSSEG_RUNS`` (a book page shows it)."""
+    from rtsseg.config import runs_root
+
+    return str(err).split(". Fix")[0].replace(str(runs_root()), "$RTSSEG_RUNS")
 
 
 def family_value(by_family: dict, backbone: str, parameter: str = "by_family"):

@@ -303,18 +303,24 @@ def _resolve(name: str) -> str:
 
 # ---- the book --------------------------------------------------------------------------------------------
 
-#: Editions shown after the cpu edition once all their executed notebooks exist: profile -> part caption.
+#: Editions shown after the cpu edition once one of their notebooks is executed: profile -> part caption.
 EXTRA_EDITIONS = {"gpu-short": "GPU edition (gpu-short: ViT-S/8 at 64 px, one H100, about 8 minutes)"}
+
+
+def extra_editions() -> list[str]:
+    """The editions of :data:`EXTRA_EDITIONS` with at least one executed notebook in ``book/<profile>/``."""
+    return [p for p in EXTRA_EDITIONS if any(executed_notebook(p, s.name).is_file() for s in STEPS)]
 
 
 def toc_for(profile: str, partial: bool = False) -> Path:
     """The committed ``_toc.yml`` shows the cpu profile; other profiles get a copy pointing at their folder.
-    The cpu book also gets a part per edition of :data:`EXTRA_EDITIONS` whose notebooks are all executed.
+    The cpu book also gets a part per edition of :func:`extra_editions`: its landing page, then its executed
+    chapters (a chapter it has not executed is left out; its landing page names it).
     ``partial``: chapters without an executed notebook are left out (the landing page names them)."""
     toc = REPO_ROOT / "_toc.yml"
     text = toc.read_text()
     if profile == "cpu":
-        extra = [p for p in EXTRA_EDITIONS if all(executed_notebook(p, s.name).is_file() for s in STEPS)]
+        extra = extra_editions()
         if not extra and not partial:
             return toc
         text = _with_editions(text, extra) if extra else text
@@ -373,7 +379,9 @@ def _with_editions(text: str, profiles: list[str]) -> str:
     parts = []
     for p in profiles:
         parts += [f"  - caption: {json.dumps(EXTRA_EDITIONS[p])}", "    chapters:"]
-        parts += [line.replace("book/cpu/", f"book/{p}/") for line in chapters]
+        parts.append(chapters[0].split("file: ")[0] + f"file: book/{p}/index")
+        parts += [line.replace("book/cpu/", f"book/{p}/") for line in chapters
+                  if executed_notebook(p, line.split("book/cpu/")[-1].strip()).is_file()]
     return "\n".join(lines[: last + 1] + parts + lines[last + 1:]) + "\n"
 
 
@@ -399,7 +407,10 @@ def build_book(profile: str, partial: bool = False) -> Path:
         )
     out = book_output(profile)
     check_writable(out)
-    write_index(profile)  # book/<profile>/index.md: the landing page, glued from the executed notebooks
+    others = tuple(extra_editions()) if profile == "cpu" else ()
+    write_index(profile, others=others)  # book/<profile>/index.md: the landing page, glued from the executed notebooks
+    for p in others:  # their landing pages, part of this build
+        write_index(p, title=EXTRA_EDITIONS[p])
     write_performance()  # book/performance.md: the benchmark results, from benchmarks/results/
     cmd = [
         sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT), "--path-output", str(out),

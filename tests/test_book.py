@@ -196,3 +196,48 @@ def test_performance_appendix_is_written_from_the_benchmark_json(tmp_path):
     text = write_performance(tmp_path / "book", results).read_text()
     assert "| net@64 | 8 | 2.5 | 0.25 | 12.5 | 50.0 | 100 | 1.50 |" in text
     assert "quick" not in text  # smoke-check results are not reported
+
+
+def test_index_shows_other_editions_side_by_side(tmp_path):
+    bk = tmp_path / "book"
+    _glued_notebook(bk / "smoke" / "05_attention_maps.ipynb", ["attn_auroc_bt"],
+                    {"commit": "abc", "device": "CPU x2", "torch": "2.x", "wall_s": 60, "params": {"seeds": [0]}})
+    _glued_notebook(bk / "gpu-short" / "05_attention_maps.ipynb", ["attn_auroc_bt", "attn_auroc_dino"],
+                    {"commit": "def", "device": "NVIDIA H100", "torch": "2.y", "wall_s": 60, "params": {"seeds": [0]}})
+    (bk / "index.template.md").write_text("# Title\n\nBT {{ glue:attn_auroc_bt }}.\n\n{{ editions }}\n")
+    text = book.write_index("smoke", bk, others=("gpu-short",)).read_text()
+    assert "| result | `smoke` (CPU x2) | `gpu-short` (NVIDIA H100) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| attention AUROC, best held-out head"))
+    cells = row.split(" | ")
+    assert cells[1] == "– / {glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt:s` / –"
+    assert cells[2] == ("– / {glue:text}`/book/gpu-short/05_attention_maps.ipynb::attn_auroc_bt:s` / "
+                        "{glue:text}`/book/gpu-short/05_attention_maps.ipynb::attn_auroc_dino:s` |")
+    seg = next(line for line in text.splitlines() if line.startswith("| segmentation"))
+    assert seg.count(book.NOT_RUN) == 2
+    # one edition alone: no table, and the other edition's own page gets its own title
+    alone = book.write_index("gpu-short", bk, title="GPU edition").read_text()
+    assert "| result |" not in alone and "\n# GPU edition\n" in alone and "# Title" not in alone
+
+
+def test_scope_labels_prefixes_names_and_references_once():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("```{glue:figure} fig_x\n:name: fig-x\n\nCaption.\n```\n(sec-a)=\n## A"),
+        nbformat.v4.new_markdown_cell("See {numref}`fig-x`, {numref}`Table %s <tbl-y>` and {ref}`sec-a`; "
+                                      "{cite}`key` and {doc}`08_findings` stay."),
+        nbformat.v4.new_code_cell("x"),
+    ]
+    nb.cells[2].outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "{numref}`tbl-y`"})]
+    book.scope_labels(nb, "gpu-short")
+    book.scope_labels(nb, "gpu-short")  # idempotent
+    assert ":name: gpu-short-fig-x" in nb.cells[0].source and "(gpu-short-sec-a)=" in nb.cells[0].source
+    assert nb.cells[1].source == ("See {numref}`gpu-short-fig-x`, {numref}`Table %s <gpu-short-tbl-y>` and "
+                                  "{ref}`gpu-short-sec-a`; {cite}`key` and {doc}`08_findings` stay.")
+    assert nb.cells[2].outputs[0]["data"]["text/markdown"] == "{numref}`gpu-short-tbl-y`"
+    # the pipeline scopes every profile's chapters but the cpu book's own
+    cpu = nbformat.v4.new_notebook()
+    cpu.cells = [nbformat.v4.new_markdown_cell(":name: fig-x")]
+    assert ":name: fig-x" in book.prepare_for_book(cpu, {"profile": "cpu"}).cells[-1].source
+    other = nbformat.v4.new_notebook()
+    other.cells = [nbformat.v4.new_markdown_cell(":name: fig-x")]
+    assert ":name: smoke-fig-x" in book.prepare_for_book(other, {"profile": "smoke"}).cells[-1].source

@@ -64,6 +64,8 @@ def test_model_runs_and_iter_models_skip_and_name_what_is_missing(tmp_path, monk
     got = [(b, i, s) for b, i, s, _ in iter_models("smoke", runs[:1], ["random", "dino"], 64, missing)]
     assert got == [("vit_small64", "random", 0)]
     assert [m[:3] for m in missing] == [("vit_small64", "dino", 0)] and "dino" in missing[0][3]
+    # the reason is shown on a book page: no absolute path, no fix advice
+    assert str(tmp_path) not in missing[0][3] and "$RTSSEG_RUNS/" in missing[0][3] and "Fix" not in missing[0][3]
 
 
 def test_family_value_matches_the_name_prefix_and_names_the_parameter():

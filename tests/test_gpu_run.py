@@ -83,5 +83,25 @@ def test_cpu_book_shows_the_gpu_edition_once_executed(tmp_path, monkeypatch):
     captions = [part["caption"] for part in toc["parts"]]
     assert captions[1].startswith("GPU edition") and captions[-1] == "Project"
     files = [c["file"] for c in toc["parts"][1]["chapters"]]
-    assert files == [f"book/gpu-short/{s.name}" for s in STEPS]
+    assert files == ["book/gpu-short/index"] + [f"book/gpu-short/{s.name}" for s in STEPS]
     assert [c["file"] for c in toc["parts"][0]["chapters"]] == [f"book/cpu/{s.name}" for s in STEPS]
+
+
+def test_cpu_book_lists_only_the_executed_chapters_of_another_edition(tmp_path, monkeypatch):
+    import yaml
+
+    import rtsseg.pipeline as pipeline
+
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
+    fake = tmp_path / "nb.ipynb"
+    fake.write_text("{}")
+    ran = {("cpu", s.name) for s in STEPS} | {("gpu-short", "01_data"), ("gpu-short", "05_attention_maps")}
+    monkeypatch.setattr(pipeline, "executed_notebook",
+                        lambda profile, name: fake if (profile, name) in ran else tmp_path / "absent.ipynb")
+    assert pipeline.extra_editions() == ["gpu-short"]
+    toc = yaml.safe_load(pipeline.toc_for("cpu").read_text())
+    files = [c["file"] for c in toc["parts"][1]["chapters"]]
+    assert files == ["book/gpu-short/index", "book/gpu-short/01_data", "book/gpu-short/05_attention_maps"]
+    monkeypatch.setattr(pipeline, "executed_notebook", lambda profile, name: fake if profile == "cpu" else
+                        tmp_path / "absent.ipynb")
+    assert pipeline.extra_editions() == [] and pipeline.toc_for("cpu") == REPO_ROOT / "_toc.yml"
