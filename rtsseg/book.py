@@ -57,6 +57,7 @@ GLUE_NAMES: dict[str, tuple[str, str]] = {
     # 05 attention
     "attn_auroc_bt": ("05_attention_maps", "AUROC of Barlow Twins attention against the ground truth"),
     "attn_auroc_control": ("05_attention_maps", "AUROC of the attention-supervised positive control"),
+    "attn_dino_vs_bt": ("05_attention_maps", "sentence: DINO − Barlow Twins best-head AUROC, seeds paired, with CIs"),
     "attn_grid": ("05_attention_maps", "figure: attention maps of the same images under each initialisation, "
                                        "on one colour scale"),
     # 07 segmentation
