@@ -523,7 +523,8 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
         "```{admonition} This edition",
         ":class: note",
         f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
-        f"  (per chapter in {{doc}}`/book/{profile}/08_findings`); backbones {', '.join(backbones) or 'none'}.",
+        f"  (per chapter in {{doc}}`/book/{profile}/08_findings`)"
+        + (f"; backbones {', '.join(backbones)}." if backbones else "; backbones as in each chapter's parameters."),
         ("- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"
          " CamVid {{ glue:n_camvid_train }} train / {{ glue:n_camvid_val }} val images for segmentation."
          if {"n_tin_train", "n_camvid_train"} <= set(found) else f"- **Scale** see {{doc}}`/book/{profile}/01_data`."),
