@@ -455,6 +455,12 @@ EDITION_ROWS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+def glue_ref(profile: str, step: str, name: str) -> str:
+    """The MyST role that pastes glue ``name`` of the executed chapter ``book/<profile>/<step>.ipynb`` as text
+    (the role reads "path::key:format"; without a format it would split the key)."""
+    return f"{{glue:text}}`/book/{profile}/{step}.ipynb::{name}:s`"
+
+
 def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> str:
     """The headline numbers of several editions side by side (``profile -> (glue name -> step, run records)``),
     each cell glued from that edition's executed notebooks; empty with fewer than two editions."""
@@ -468,7 +474,7 @@ def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> st
     for label, names in EDITION_ROWS:
         cells = [label]
         for profile, (found, _) in editions.items():
-            parts = [f"{{glue:text}}`/book/{profile}/{found[n]}.ipynb::{n}:s`" if n in found else "–" for n in names]
+            parts = [glue_ref(profile, found[n], n) if n in found else "–" for n in names]
             cells.append(" / ".join(parts) if any(n in found for n in names) else NOT_RUN)
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(editions))
@@ -498,8 +504,8 @@ def render_index(template: str, profile: str, found: dict[str, str], records: li
         if where is None:
             return NOT_RUN if kind == "glue" else f"```{{note}}\nThe figure `{name}` is {NOT_RUN.strip('*')}.\n```"
         doc = f"/book/{profile}/{where}.ipynb"
-        if kind == "glue":  # the role reads "path::key:format"; without a format it would split the key
-            return f"{{glue:text}}`{doc}::{name}:s`"
+        if kind == "glue":
+            return glue_ref(profile, where, name)
         caption = captions.get(name, GLUE_NAMES.get(name, ("", name))[1].removeprefix("figure: "))
         caption = caption[:1].upper() + caption[1:] + f" (from {{doc}}`{doc.removesuffix('.ipynb')}`)."
         # glue:figure cannot read another page (no :doc: option); the plain glue directive can
