@@ -2,20 +2,26 @@
 #   make book [PROFILE=cpu|smoke|gpu]   run the notebooks of a profile on $(RTSSEG_DATA) and build book/_build/html
 #                                       (other profiles than cpu: runs/<profile>/book/_build/html)
 #   make test                           run the tests
+# and beside them:
+#   make test-fast                      the tests not marked slow (a few minutes on 2 cores)
 PROFILE ?= cpu
 PYTHON ?= python3
-VENV ?= .venv
+# The venv is .venv unless named on the command line (make VENV=... test): a VENV in the environment is ignored.
+VENV := .venv
 BIN := $(VENV)/bin
 export RTSSEG_DATA ?= $(abspath ../shared/data)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test install clean-book
+.PHONY: book test test-fast install clean-book
 
 book: $(VENV)/.installed
 	$(BIN)/rtsseg run --profile $(PROFILE)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
 
 install: $(VENV)/.installed
 

@@ -6,11 +6,17 @@
 
 In one process, for the device:
   peaks      best-of-reps TFLOP/s of a square matrix product (``--peak-size``, 4096 on CPU, 8192 on CUDA)
-             in bf16 and in fp32 (on CUDA fp32 means full fp32: TF32 is switched off while measuring it).
+             in bf16 and in fp32 (on CUDA fp32 means full fp32: TF32 is switched off while measuring it); a
+             dtype so slow that its reps would take over 20 s is measured at a halved size (recorded:
+             ``peaks.bf16_size``; bf16 is emulated on an AVX2 CPU at ~0.001 TFLOP/s).
+  auto       what ``amp=auto`` trains in here (``rtsseg.precision``: the CPU probe's measured bf16 speedup and
+             decision, or the CUDA capability rule), in ``meta.amp_auto``; the CPU model in ``meta.cpu_model``.
   ours       per backbone: ``rtsseg.ssl.model.BarlowTwins`` (a BatchNorm-free backbone runs once on both
              views concatenated, a BatchNorm one once per view; projector; ``rtsseg.ssl.loss.BarlowTwinsLoss``
-             in fp32) -> backward -> LARS step, under ``torch.autocast(dtype=bf16)`` (``--amp none`` for fp32),
-             on views made by ``BarlowTwinsAugment`` from a uint8 batch on the device. Model FLOPs of one
+             in fp32) -> backward -> LARS step (GradScaler in fp16), under autocast in ``--amp`` (default auto,
+             what the trainers use), on views made by ``BarlowTwinsAugment`` from a uint8 batch on the device.
+  fp32       the same step in fp32 (``--fp32``, default on for the cpu suite; when auto is fp32 it is the
+             same measurement, ``fp32_same_as_ours``). Model FLOPs of one
              step (forward + backward) are counted with ``torch.utils.flop_counter.FlopCounterMode`` (attention
              through the math backend so that it is counted as matrix products); achieved TFLOP/s = FLOPs /
              model-step time (augmentation excluded; its time is reported as ``aug_s``), and its fraction of
@@ -105,9 +111,33 @@ def device_name(device: torch.device) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or device.type
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name as /proc/cpuinfo gives it (what the results file is named after on CPU)."""
+    from rtsseg.precision import cpu_identity
+
+    return cpu_identity()["cpu_model"]
+
+
+def auto_precision(device: torch.device) -> dict:
+    """What ``amp=auto`` resolves to on ``device`` (``rtsseg.precision``) and why: on CPU the probe's record
+    (speedup, source probe | cache | env, the cache file), on CUDA the capability rule."""
+    from rtsseg.precision import MARGIN, autocast_dtype, cpu_decision, precision_name
+
+    name = precision_name(autocast_dtype("auto", device))
+    if device.type == "cpu":
+        rec = {k: v for k, v in cpu_decision().items() if k != "cpu_flags"}
+        why = (f"probe: bf16 at {rec['speedup']:.2f}x fp32, bf16 needs >= {MARGIN:.2f}x; {rec['source']}"
+               if rec.get("speedup") is not None else f"not measured ({rec['source']})")
+        return {**rec, "precision": name, "why": why}
+    if device.type == "cuda":
+        return {"precision": name, "why": "bf16 tensor cores" if name == "bf16" else "no bf16 tensor cores: fp16 + GradScaler"}
+    return {"precision": name, "why": f"not measured on {device.type}"}
+
+
 def cpu_bf16_flags() -> dict[str, bool]:
-    """Which bf16 matrix units /proc/cpuinfo lists. Only AMX makes bf16 products faster than fp32 here:
-    measured on a VM with avx512_bf16 but no amx_bf16, a bf16 2048^2 product ran at 0.52x the fp32 one."""
+    """Which bf16 units /proc/cpuinfo lists, for the record: they do not decide (``rtsseg.precision`` measures),
+    since no flag predicts the speed: avx512_bf16 without AMX was 0.52x fp32 on an Intel VM, 1.5-2.5x on an AMD
+    EPYC."""
     flags = ""
     with contextlib.suppress(OSError):
         flags = Path("/proc/cpuinfo").read_text()
@@ -134,6 +164,26 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, reps: int, 
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
     return 2 * size**3 / best / 1e12
+
+
+def capped_peak(device: torch.device, dtype: torch.dtype, size: int, reps: int, budget_s: float = 20.0
+                ) -> tuple[float, int]:
+    """:func:`matmul_peak` at ``size``, or at the largest halving of it that fits ``budget_s`` where ``dtype`` is
+    slow (bf16 is emulated on an AVX2 CPU at ~0.001 TFLOP/s: one 4096^2 product would take 2.5 min). A 512^2
+    product, timed once after a warm-up, predicts the cost (an fp32 4096^2 peak on 2 loaded cores is ~10 s: kept
+    whole). Returns (TFLOP/s, the size measured)."""
+    n0 = min(size, 512)
+    a = torch.randn(n0, n0, device=device, dtype=dtype)
+    a @ a
+    sync(device)
+    t0 = time.perf_counter()
+    a @ a
+    sync(device)
+    estimate = (time.perf_counter() - t0) * (size / n0) ** 3 * (reps + 1)
+    while size > n0 and estimate > budget_s:
+        size //= 2
+        estimate /= 8
+    return matmul_peak(device, dtype, size, reps), size
 
 
 def synthetic_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -198,6 +248,7 @@ class StepSetup:
     amp_dtype: torch.dtype | None
     channels_last: bool
     batch_size: int
+    scaler: object = None  # torch.amp.GradScaler: live for fp16 (a GPU without bf16), a pass-through otherwise
 
 
 def setup_ours(case: Case, batch_size: int, projector_dims, device: torch.device, amp: str = "bf16",
@@ -217,8 +268,11 @@ def setup_ours(case: Case, batch_size: int, projector_dims, device: torch.device
     if images is None:
         images, _ = source_images(max(4 * batch_size, 64), case.image_size, None)
     aug = BarlowTwinsAugment(case.image_size, bt.backbone.mean, bt.backbone.std)
+    from rtsseg.precision import grad_scaler
+
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
-    return StepSetup(model, bt, opt, aug, images.to(device), device, amp_dtype, cl, batch_size)
+    return StepSetup(model, bt, opt, aug, images.to(device), device, amp_dtype, cl, batch_size,
+                     grad_scaler(device, amp_dtype))
 
 
 def make_views(s: StepSetup, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,13 +284,19 @@ def make_views(s: StepSetup, gen: torch.Generator) -> tuple[torch.Tensor, torch.
 
 
 def model_step(s: StepSetup, v1: torch.Tensor, v2: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-    """Forward (autocast), backward, LARS step: the trainer's step without the scaler / logging."""
+    """Forward (autocast), backward, LARS step (through the GradScaler in fp16): the trainer's step without
+    logging."""
     model = model or s.model
     with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
         loss = model(v1, v2)["loss"]
     s.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    s.opt.step()
+    if s.scaler is not None and s.scaler.is_enabled():
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.opt)
+        s.scaler.update()
+    else:
+        loss.backward()
+        s.opt.step()
     return loss.detach()
 
 
@@ -277,6 +337,25 @@ def time_ours(s: StepSetup, steps: int, warmup: int, seed: int = 0) -> dict:
         raise RuntimeError(f"non-finite loss {loss.item()} in the benchmark step")
     return {"aug_s": statistics.median(aug_t), "step_s": statistics.median(step_t), "step_best_s": min(step_t),
             "first_step_s": first, "loss": float(loss)}
+
+
+def profile_step(s: StepSetup, top: int = 15) -> list[dict]:
+    """Where one full step's time goes (augmentation included): the ``top`` operators by self time under
+    ``torch.profiler`` (CPU time on CPU, device time on CUDA), with their share of the profiled total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = s.device.type == "cuda"
+    gen = torch.Generator().manual_seed(7)
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        v1, v2 = make_views(s, gen)
+        model_step(s, v1, v2)
+        sync(s.device)
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    events.sort(key=lambda e: -getattr(e, attr))
+    return [{"op": e.key, "self_ms": getattr(e, attr) / 1e3, "share": getattr(e, attr) / total, "calls": e.count}
+            for e in events[:top]]
 
 
 # ----------------------------------------------------------------------------------------- reference
@@ -390,38 +469,73 @@ def time_reference(case: Case, batch_size: int, projector_dims, device: torch.de
 
 
 # ----------------------------------------------------------------------------------------------- run
-def bench_case(case: Case, args, device: torch.device, peaks: dict) -> dict:
-    batch = args.batch_size
-    n_images = max(4 * batch, 64) if not args.quick else 2 * batch
-    images, source = source_images(n_images, case.image_size, args.data_root)
-    row: dict = {"label": case.label, "backbone": case.backbone, "image_size": case.image_size,
-                 "batch_size": batch, "projector_dims": list(args.projector_dims), "data": source, "amp": args.amp,
-                 "compile": args.compile, "channels_last": args.channels_last}
-    s = setup_ours(case, batch, args.projector_dims, device, amp=args.amp, compile=args.compile,
+def time_arm(case: Case, args, device: torch.device, peaks: dict, images: torch.Tensor, amp: str,
+             flops: int | None = None) -> dict:
+    """Our step in precision ``amp`` (bf16 | fp16 | none): counted FLOPs (unless given), timing, TFLOP/s and the
+    fractions of both peaks. Keys without prefix; :func:`bench_case` names them."""
+    s = setup_ours(case, args.batch_size, args.projector_dims, device, amp=amp, compile=args.compile,
                    channels_last=args.channels_last, images=images)
-    row["params_M"] = sum(p.numel() for p in s.module.backbone.parameters()) / 1e6
-    row["concat_views"] = bool(s.module.concat_views)
-    row["channels_last_applied"] = s.channels_last
-    v1, v2 = make_views(s, torch.Generator().manual_seed(123))
-    row["flops_per_step"] = count_step_flops(s, v1, v2)
-    row["gflops_per_image"] = row["flops_per_step"] / batch / 1e9
+    arm = {"params_M": sum(p.numel() for p in s.module.backbone.parameters()) / 1e6,
+           "concat_views": bool(s.module.concat_views), "channels_last_applied": s.channels_last}
+    if flops is None:
+        v1, v2 = make_views(s, torch.Generator().manual_seed(123))
+        flops = count_step_flops(s, v1, v2)
+    arm["flops_per_step"] = flops
     t = time_ours(s, args.steps, args.warmup)
-    row.update({f"ours_{k}": v for k, v in t.items()})
-    full = t["aug_s"] + t["step_s"]
-    row["ours_images_per_s"] = batch / full
-    row["achieved_tflops"] = row["flops_per_step"] / t["step_s"] / 1e12
-    row["achieved_tflops_best"] = row["flops_per_step"] / t["step_best_s"] / 1e12
-    row["frac_bf16_peak"] = row["achieved_tflops"] / peaks["bf16_tflops"]
-    row["frac_fp32_peak"] = row["achieved_tflops"] / peaks["fp32_tflops"]
+    arm.update(t)
+    if getattr(args, "profile", False):
+        arm["profile"] = profile_step(s)
+    arm["images_per_s"] = args.batch_size / (t["aug_s"] + t["step_s"])
+    arm["achieved_tflops"] = flops / t["step_s"] / 1e12
+    arm["achieved_tflops_best"] = flops / t["step_best_s"] / 1e12
+    arm["frac_bf16_peak"] = arm["achieved_tflops"] / peaks["bf16_tflops"]
+    arm["frac_fp32_peak"] = arm["achieved_tflops"] / peaks["fp32_tflops"]
     del s
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    return arm
+
+
+def bench_case(case: Case, args, device: torch.device, peaks: dict) -> dict:
+    """One backbone: ours in ``args.amp`` (what ``auto`` resolved to), ours in fp32 (``args.fp32``; the same
+    measurement when ``args.amp`` is fp32 already) and the plain fp32 reference, all in this process.
+
+    Keys: ``ours_*``, ``achieved_tflops``, ``frac_*_peak`` for ours in ``amp`` (``precision`` names it), ``fp32_*``
+    for ours in fp32, ``ref_*`` for the reference; ``ratio_ours_over_ref``, ``ratio_ours_over_fp32``,
+    ``ratio_fp32_over_ref``."""
+    from rtsseg.precision import precision_name
+
+    batch = args.batch_size
+    n_images = max(4 * batch, 64) if not args.quick else 2 * batch
+    images, source = source_images(n_images, case.image_size, args.data_root)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[args.amp]
+    row: dict = {"label": case.label, "backbone": case.backbone, "image_size": case.image_size,
+                 "batch_size": batch, "projector_dims": list(args.projector_dims), "data": source, "amp": args.amp,
+                 "precision": precision_name(dtype), "compile": args.compile, "channels_last": args.channels_last}
+    ours = time_arm(case, args, device, peaks, images, args.amp)
+    for key in ("params_M", "concat_views", "channels_last_applied", "flops_per_step", "achieved_tflops",
+                "achieved_tflops_best", "frac_bf16_peak", "frac_fp32_peak"):
+        row[key] = ours.pop(key)
+    row["gflops_per_image"] = row["flops_per_step"] / batch / 1e9
+    row.update({f"ours_{k}": v for k, v in ours.items()})
+    if args.fp32:
+        same = args.amp == "none"
+        fp32 = dict(ours, achieved_tflops=row["achieved_tflops"], achieved_tflops_best=row["achieved_tflops_best"],
+                    frac_bf16_peak=row["frac_bf16_peak"], frac_fp32_peak=row["frac_fp32_peak"]) if same else \
+            time_arm(case, args, device, peaks, images, "none", flops=row["flops_per_step"])
+        for key in ("params_M", "concat_views", "channels_last_applied", "flops_per_step"):
+            fp32.pop(key, None)
+        row.update({f"fp32_{k}": v for k, v in fp32.items()})
+        row["fp32_same_as_ours"] = same  # amp resolved to fp32: one measurement in both columns
+        row["ratio_ours_over_fp32"] = row["ours_images_per_s"] / row["fp32_images_per_s"]
     if args.reference:
         r = time_reference(case, batch, args.projector_dims, device, images, args.ref_steps, 1 if not args.quick else 0,
                            args.workers)
         row.update({f"ref_{k}": v for k, v in r.items()})
         row["ref_images_per_s"] = batch / r["step_s"]
         row["ratio_ours_over_ref"] = row["ours_images_per_s"] / row["ref_images_per_s"]
+        if args.fp32:
+            row["ratio_fp32_over_ref"] = row["fp32_images_per_s"] / row["ref_images_per_s"]
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return row
@@ -430,10 +544,20 @@ def bench_case(case: Case, args, device: torch.device, peaks: dict) -> dict:
 def print_row(row: dict) -> None:
     ref = (f" | ref {row['ref_images_per_s']:7.1f} img/s  x{row['ratio_ours_over_ref']:.2f}"
            if "ref_images_per_s" in row else "")
-    print(f"{row['label']:<14} {row['gflops_per_image']:8.2f} GF/img {row['achieved_tflops']:7.3f} TF/s "
-          f"{100 * row['frac_bf16_peak']:5.1f}% bf16pk {100 * row['frac_fp32_peak']:6.1f}% fp32pk "
-          f"{row['ours_images_per_s']:8.1f} img/s (aug {1e3 * row['ours_aug_s']:.0f} ms, step "
-          f"{1e3 * row['ours_step_s']:.0f} ms, 1st {row['ours_first_step_s']:.1f} s){ref}", flush=True)
+    print(f"{row['label']:<14} {row.get('precision', row.get('amp', '?')):>4} {row['gflops_per_image']:8.2f} GF/img "
+          f"{row['achieved_tflops']:7.3f} TF/s {100 * row['frac_bf16_peak']:6.1f}% bf16pk "
+          f"{100 * row['frac_fp32_peak']:6.1f}% fp32pk {row['ours_images_per_s']:8.1f} img/s "
+          f"(aug {1e3 * row['ours_aug_s']:.0f} ms, step {1e3 * row['ours_step_s']:.0f} ms, "
+          f"1st {row['ours_first_step_s']:.1f} s){ref}", flush=True)
+    for prefix in ("ours_", "fp32_"):
+        for op in row.get(f"{prefix}profile", []) if not (prefix == "fp32_" and row.get("fp32_same_as_ours")) else []:
+            print(f"{'':<14}   {prefix[:-1]:>4} {100 * op['share']:5.1f}% {op['self_ms']:9.1f} ms {op['calls']:6d}x  {op['op']}")
+    if "fp32_images_per_s" in row:
+        same = " (the same measurement)" if row.get("fp32_same_as_ours") else ""
+        print(f"{'':<14} fp32 {'':>15} {row['fp32_achieved_tflops']:7.3f} TF/s {100 * row['fp32_frac_bf16_peak']:6.1f}% "
+              f"bf16pk {100 * row['fp32_frac_fp32_peak']:6.1f}% fp32pk {row['fp32_images_per_s']:8.1f} img/s "
+              f"(aug {1e3 * row['fp32_aug_s']:.0f} ms, step {1e3 * row['fp32_step_s']:.0f} ms){same}; "
+              f"ours/fp32 x{row['ratio_ours_over_fp32']:.2f}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,10 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first")
     p.add_argument("--ref-steps", type=int, default=None, help="timed steps of the reference")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], default="auto",
-                   help="auto: what the trainers use here (rtsseg.precision: bf16 on CUDA and AMX CPUs, else fp32)")
+                   help="our step's precision; auto: what the trainers use here (rtsseg.precision: CUDA bf16 or fp16 "
+                        "by capability, CPU bf16 where its probe measured bf16 >= 1.15x faster, else fp32)")
+    p.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time our step in fp32 (default: on for --suite cpu); reused when --amp is fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile (inductor) our model")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one step of ours per backbone (top operators by self time, in the JSON and printed)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last memory for conv (BatchNorm) backbones (default: on for CUDA, as the trainer)")
+                   help="channels-last memory for conv (BatchNorm) backbones (default: on, as the trainer does on "
+                        "CUDA and CPU: +21 %% for botnet_small on CPU, benchmarks/NOTES.md)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (intra-op)")
     p.add_argument("--interop-threads", type=int, default=None, help="torch.set_num_interop_threads")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the reference (default: cores)")
@@ -479,19 +609,21 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if args.suite == "gpu" and torch.cuda.is_available() else "cpu"))
+    amp_auto = auto_precision(device)  # what the trainers' amp=auto trains in here, and why
     if args.amp == "auto":
-        from rtsseg.precision import autocast_dtype
-
-        args.amp = "bf16" if autocast_dtype("auto", device) is not None else "none"
+        args.amp = {"bf16": "bf16", "fp16": "fp16", "fp32": "none"}[amp_auto["precision"]]
+    if args.fp32 is None:
+        args.fp32 = args.suite == "cpu"
     if args.channels_last is None:
-        args.channels_last = device.type == "cuda"
+        args.channels_last = True  # the trainer's default (PretrainConfig.channels_last), conv backbones only
     if args.workers is None:
         args.workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 2
     peak_size = args.peak_size or (defaults.get("peak_size") or (8192 if device.type == "cuda" else 4096))
     reps = defaults.get("peak_reps", args.peak_reps) if args.quick else args.peak_reps
-    peaks = {"size": peak_size, "reps": reps,
-             "bf16_tflops": matmul_peak(device, torch.bfloat16, peak_size, reps),
-             "fp32_tflops": matmul_peak(device, torch.float32, peak_size, reps)}
+    bf16_peak, bf16_size = capped_peak(device, torch.bfloat16, peak_size, reps)
+    fp32_peak, fp32_size = capped_peak(device, torch.float32, peak_size, reps)
+    peaks = {"size": peak_size, "reps": reps, "bf16_tflops": bf16_peak, "fp32_tflops": fp32_peak,
+             "bf16_size": bf16_size, "fp32_size": fp32_size}
     cases = SUITES[args.suite]
     if args.backbones:
         unknown = set(args.backbones) - {c.label for c in cases}
@@ -501,6 +633,7 @@ def run(args) -> dict:
     meta = {"suite": args.suite, "device": str(device), "device_name": device_name(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(), "cpu_bf16": cpu_bf16_flags(),
+            "cpu_model": cpu_model(), "amp_auto": amp_auto,
             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "peaks": peaks,
             "official_anchor": OFFICIAL_ANCHOR}
@@ -508,11 +641,9 @@ def run(args) -> dict:
         import timm
         meta["timm"] = timm.__version__
     print(f"{meta['device_name']} ({device}), torch {torch.__version__}, {meta['threads']} threads, load {meta['load_avg']}")
-    print(f"matmul peak {peak_size}^2: bf16 {peaks['bf16_tflops']:.3f} TFLOP/s, fp32 {peaks['fp32_tflops']:.3f} TFLOP/s "
-          f"(x{peaks['bf16_tflops'] / peaks['fp32_tflops']:.1f})", flush=True)
-    if device.type == "cpu" and peaks["bf16_tflops"] < peaks["fp32_tflops"]:
-        print(f"WARNING: bf16 products are slower than fp32 on this CPU ({meta['cpu_bf16']}): bf16 autocast "
-              f"would slow training down here", flush=True)
+    print(f"matmul peak: bf16 {peaks['bf16_tflops']:.4f} TFLOP/s ({bf16_size}^2), fp32 {peaks['fp32_tflops']:.4f} TFLOP/s "
+          f"({fp32_size}^2) (x{peaks['bf16_tflops'] / peaks['fp32_tflops']:.2f})", flush=True)
+    print(f"amp=auto -> {amp_auto['precision']} ({amp_auto['why']})", flush=True)
     out = None
     if args.json:
         out = (RESULTS / f"{args.suite}_{meta['device_name']}{'_quick' if args.quick else ''}.json"

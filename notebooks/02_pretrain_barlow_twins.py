@@ -133,6 +133,7 @@ for backbone, seed in runs_of:
         data_root=str(root), cache_dir=str(cache_dir()), run_parent=str(pretrain_dir(profile, backbone, seed)),
     )
     runs[backbone, seed] = pretrain(cfg)
+    record.trained("barlow twins", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = {key: pd.read_csv(run / "history.csv") for key, run in runs.items()}
 pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
 

@@ -133,6 +133,7 @@ for backbone in backbones:
             num_threads=num_threads or None,
         )
         runs[backbone, seed] = pretrain_dino(cfg)
+        record.trained("dino", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
         histories[backbone, seed] = pd.read_csv(runs[backbone, seed] / "history.csv")
 pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
 

@@ -92,6 +92,7 @@ for backbone, seed in runs_of:
         data_dir=str(tinyimagenet_root(root)), run_parent=str(supervised_dir(profile, backbone, seed)),
     )
     runs[backbone, seed] = train_supervised(cfg)
+    record.trained("supervised", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = {key: pd.read_csv(run / "history.csv") for key, run in runs.items()}
 pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
 
@@ -153,7 +154,7 @@ for backbone in backbones:
         "val top-1 (%)": mean_std(top1),
         "train acc (%)": mean_std([100 * r["train_acc"] for r in last]),
         "final loss": mean_std([r["loss"] for r in last], decimals=2),
-        "wall time (min)": mean_std([histories[k]["wall_s"].sum() / 60 for k in keys]),
+        "wall time (min)": mean_std([r["wall_s"] / 60 for r in last]),  # wall_s is cumulative: the last row
     })
 results = pd.DataFrame(rows).set_index("backbone")
 save_results(profile, "supervised_train", results)
@@ -199,6 +200,7 @@ for seed in control_seeds:
         run_parent=str(attention_supervised_dir(profile, main_backbone, seed)),
     )
     control_runs[seed] = train_supervised(cfg)
+    record.trained("attention-supervised", main_backbone, seed, control_runs[seed])
 control_hist = {f"control seed {s}": pd.read_csv(run / "history.csv") for s, run in control_runs.items()}
 both = {**{f"supervised seed {s}": h for (b, s), h in histories.items() if b == main_backbone}, **control_hist}
 glue_figure("fig_control_curves", plot_training(both, [("ce_loss", "cross-entropy", 1),

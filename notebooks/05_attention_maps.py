@@ -129,7 +129,7 @@ glue_table("tbl_attn_gt", gt_table)
 
 # %%
 maps, missing, grids = {}, [], {}
-for backbone, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device):
+for backbone, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device, record):
     maps[backbone, init, seed, "tin"] = capture_maps(model, tin.images, progress=False)
     maps[backbone, init, seed, "cam"] = capture_maps(model, cam.images, progress=False)
     grids[backbone] = tuple(maps[backbone, init, seed, "tin"].shape[-2:])  # token grid of the maps

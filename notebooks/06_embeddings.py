@@ -72,7 +72,7 @@ glue_result("emb_chance", 100 / num_classes, ".2g")
 
 # %%
 rows, feats, missing = [], {}, []
-for backbone, init, seed, model in iter_models(profile, runs_of, INITS, image_size, missing, device):
+for backbone, init, seed, model in iter_models(profile, runs_of, INITS, image_size, missing, device, record):
     x_tr = extract_embeddings(model, train.images[tr], input_size=image_size, device=device)
     x_va = extract_embeddings(model, val.images[va], input_size=image_size, device=device)
     feats[backbone, init, seed] = x_va

@@ -132,7 +132,7 @@ glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_see
 rows, trained, timing, missing = [], {}, [], []
 # a backbone x initialisation x seed without a trained run (e.g. DINO, trained on the main backbone only in the
 # cpu profile) is skipped and listed below the loop
-for backbone_name, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device):
+for backbone_name, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device, record):
     t0, c0 = time.perf_counter(), time.process_time()
     stores = backbone_stores(model, sets, preprocessing, cache_root, batch_size, device)
     timing.append({"what": "backbone outputs", "wall s": time.perf_counter() - t0, "cpu s": time.process_time() - c0})
@@ -281,7 +281,7 @@ glue_table("tbl_seg_per_class", per_class)
 
 # %%
 seed0 = int(best_rows.seed.min())
-model = load_backbone(profile, best_backbone, best_init, seed0, image_size)  # cpu: the figure is small
+model = load_backbone(profile, best_backbone, best_init, seed0, image_size, record=record)  # cpu: the figure is small
 segmenter = Segmenter(model, trained[best_backbone, best_init, seed0, best_decoder].cpu()).eval()
 val_set = sets["val"]
 picks = evenly_spaced(len(val_set), n_figure_images)

@@ -38,6 +38,7 @@ import re
 from pathlib import Path
 
 from rtsseg.config import REPO_ROOT
+from rtsseg.glue import GLUE_PREFIX, GluedText, glue  # noqa: F401 (notebooks import them from here too)
 
 #: Glue names the landing page and the findings chapter read: name -> (step that defines it, meaning).
 GLUE_NAMES: dict[str, tuple[str, str]] = {
@@ -175,13 +176,6 @@ def parameters_markdown(params: dict) -> str:
     return f"**Parameters of this run**\n\n| parameter | value |\n|---|---|\n{rows}\n"
 
 
-def show_parameters(params: dict):
-    """The same table for a notebook that wants it in its own output (e.g. run outside the pipeline)."""
-    from IPython.display import Markdown
-
-    return Markdown(parameters_markdown(params))
-
-
 def _tags(cell) -> list[str]:
     return cell.setdefault("metadata", {}).setdefault("tags", [])
 
@@ -278,27 +272,6 @@ def _after_params(cells, first: int) -> int:
 
 
 # ---- glue -------------------------------------------------------------------------------------------------
-
-
-GLUE_PREFIX = "application/papermill.record/"
-
-
-def glue(name: str, variable, display: bool = True) -> None:
-    """``myst_nb.glue`` itself (same output format), so that a notebook runs where myst-nb is not installed (Colab)."""
-    import IPython
-    from IPython.display import display as ipy_display
-
-    mimebundle, metadata = IPython.core.formatters.format_display_data(variable)
-    prefix = "" if display else GLUE_PREFIX
-    metadata["scrapbook"] = dict(name=name, mime_prefix=prefix)
-    ipy_display({prefix + k: v for k, v in mimebundle.items()}, raw=True, metadata=metadata)
-
-
-class GluedText(str):
-    """A string whose ``repr`` is itself, so ``{glue:text}`` shows ``3.1 ± 0.4`` and not ``'3.1 ± 0.4'``."""
-
-    def __repr__(self) -> str:
-        return str(self)
 
 
 def glue_result(name: str, value, fmt: str | None = None, display: bool = False):
@@ -688,13 +661,51 @@ def ci95(text: str, decimals: int = 1) -> str:
 
 # ---- the performance appendix -----------------------------------------------------------------------------
 
+def _performance_three_columns(meta: dict, rows: list[dict]) -> list[str]:
+    """The lines of one results file of ``bench_mfu.py`` that timed ours with ``amp=auto``, ours in fp32 and the
+    plain fp32 reference in one run (after the heading written by :func:`write_performance`)."""
+    def num(value, fmt: str) -> str:
+        return "" if value is None else format(value, fmt)
+
+    def pct(r: dict, prefix: str) -> str:
+        b, f = r.get(f"{prefix}frac_bf16_peak"), r.get(f"{prefix}frac_fp32_peak")
+        return "" if b is None or f is None else f"{100 * b:.1f} / {100 * f:.1f}"
+
+    lines = []
+    auto, peaks = meta.get("amp_auto") or {}, meta.get("peaks", {})
+    if meta.get("cpu_model"):
+        lines.append(f"CPU: {meta['cpu_model']}; bf16 peak measured at {peaks.get('bf16_size', peaks.get('size', '?'))}², "
+                     f"fp32 at {peaks.get('fp32_size', peaks.get('size', '?'))}².")
+    if auto:
+        lines.append(f"`amp=auto` chose **{auto.get('precision', '?')}** here ({auto.get('why', '')}).")
+    if any(r.get("fp32_same_as_ours") for r in rows):
+        lines.append("Where auto is fp32, the auto and fp32 columns are one measurement.")
+    if meta.get("load_avg"):
+        lines.append(f"Load average at the start {meta['load_avg'][0]:.2f} on {meta.get('threads', '?')} threads: on a "
+                     "shared machine compare the ratios of one run, see `benchmarks/NOTES.md`.")
+    lines += ["", "| backbone | batch | GFLOP / image | auto is | auto images/s | auto TFLOP/s | auto % bf16 / fp32 peak "
+                  "| fp32 images/s | fp32 TFLOP/s | fp32 % bf16 / fp32 peak | reference images/s | auto / reference "
+                  "| auto / fp32 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r.get('precision', r.get('amp', ''))} "
+            f"| {r['ours_images_per_s']:.1f} | {r['achieved_tflops']:.3g} | {pct(r, '')} "
+            f"| {num(r.get('fp32_images_per_s'), '.1f')} | {num(r.get('fp32_achieved_tflops'), '.3g')} | {pct(r, 'fp32_')} "
+            f"| {num(r.get('ref_images_per_s'), '.1f')} | {num(r.get('ratio_ours_over_ref'), '.2f')} "
+            f"| {num(r.get('ratio_ours_over_fp32'), '.2f')} |")
+    return lines
+
+
 def write_performance(book: Path | None = None, results: Path | None = None) -> Path:
     """Write ``book/performance.md`` from the benchmark results (``benchmarks/results/*.json``, written by
     ``benchmarks/bench_mfu.py``) and the GPU edition's calibration records: every number comes from those files.
 
     One table per benchmark file: the Barlow Twins training step per backbone, its counted model FLOPs, achieved
     TFLOP/s and share of the bf16 / fp32 matrix-product peaks measured in the same run, images/s and, where the
-    plain reference step ran in the same run, ours/reference."""
+    plain reference step ran in the same run, ours/reference. A file that also timed our step in fp32 (issue 19:
+    ``fp32_*`` keys) gets the three-column table, ours with ``amp=auto`` / ours in fp32 / the plain fp32
+    reference, and the line saying what ``auto`` chose there and why; older files keep their table."""
     book = book or REPO_ROOT / "book"
     results = results or REPO_ROOT / "benchmarks" / "results"
     lines = [
@@ -717,15 +728,18 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
                   f"`{path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name}`, "
                   f"{meta.get('time', '')}, torch {meta.get('torch', '?')}, "
                   f"{meta.get('threads', '?')} threads. Measured peaks: bf16 {peaks.get('bf16_tflops', float('nan')):.3g} "
-                  f"TFLOP/s, fp32 {peaks.get('fp32_tflops', float('nan')):.3g} TFLOP/s.", "",
-                  "| backbone | batch | GFLOP / image | TFLOP/s | % bf16 peak | % fp32 peak | images/s | ours / reference |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            ref = r.get("ratio_ours_over_ref")
-            lines.append(
-                f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.3g} | "
-                f"{100 * r['frac_bf16_peak']:.1f} | {100 * r['frac_fp32_peak']:.1f} | {r['ours_images_per_s']:.0f} | "
-                f"{'' if ref is None else f'{ref:.2f}'} |")
+                  f"TFLOP/s, fp32 {peaks.get('fp32_tflops', float('nan')):.3g} TFLOP/s.", ""]
+        if any("fp32_images_per_s" in r for r in rows):
+            lines += _performance_three_columns(meta, rows)
+        else:
+            lines += ["| backbone | batch | GFLOP / image | TFLOP/s | % bf16 peak | % fp32 peak | images/s | ours / reference |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                ref = r.get("ratio_ours_over_ref")
+                lines.append(
+                    f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.3g} | "
+                    f"{100 * r['frac_bf16_peak']:.1f} | {100 * r['frac_fp32_peak']:.1f} | {r['ours_images_per_s']:.0f} | "
+                    f"{'' if ref is None else f'{ref:.2f}'} |")
         anchor = [r for r in rows if r.get("ratio_over_official_v100")]
         for r in anchor:
             lines += ["", f"{r['label']}: {r['ours_images_per_s']:.0f} images/s, {r['ratio_over_official_v100']:.1f}x the "

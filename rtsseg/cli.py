@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute the notebooks of a profile with papermill, then build the book")
     run.add_argument("--profile", default="cpu", choices=profiles)
     run.add_argument("--step", action="append", default=[], help="run only this step (name or number); repeatable")
-    run.add_argument("-p", "--param", action="append", default=[], help="override a notebook parameter: key=value")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a notebook parameter (repeatable); it applies to every selected step that "
+                          "declares KEY (without --step: e.g. epochs reaches 02, 03, 04 and 07), and the run prints "
+                          "which steps each override reaches before it starts; a KEY no selected step declares is "
+                          "refused")
     run.add_argument("--force", action="store_true",
                      help="clear the runs (checkpoints) of the chosen steps and rerun them even if unchanged")
     run.add_argument("--allow-cpu", action="store_true", help="run a gpu profile on a machine without CUDA anyway")

@@ -10,10 +10,15 @@ class DataError(RuntimeError):
     """Base class: ``DataError(path, problem, fix)`` renders as ``<problem>: <path>. Fix: <fix>``."""
 
     def __init__(self, path: str | os.PathLike, problem: str, fix: str) -> None:
-        self.path = Path(path)
+        # A URL stays a string: Path("https://host/x") would collapse "//" and print "https:/host/x".
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
         self.problem = problem
         self.fix = fix
-        super().__init__(f"{problem}: {self.path}. Fix: {fix}")
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        """The one line; subclasses whose sentence puts the path elsewhere override this."""
+        return f"{self.problem}: {self.path}. Fix: {self.fix}"
 
 
 class MissingDataError(DataError, FileNotFoundError):
@@ -77,6 +82,50 @@ class RunMismatchError(DataError):
     def __init__(self, path: str | os.PathLike, detail: str,
                  fix: str = "use a new run folder, or restart this one (--restart)") -> None:
         super().__init__(path, f"checkpoint belongs to another run ({detail})", fix)
+
+
+class NotWritableError(DataError):
+    """A folder (runs, checkpoints) cannot be written: read-only, not a folder, or full.
+
+    Renders ``cannot write to PATH (strerror). Fix: ...`` so that a raw ``OSError`` traceback from deep inside
+    a trainer becomes one line naming the folder."""
+
+    def __init__(self, path: str | os.PathLike, detail: str,
+                 fix: str = "make it writable, or set RTSSEG_RUNS to a writable folder") -> None:
+        self.detail = detail
+        super().__init__(path, "cannot write to", fix)
+
+    def _message(self) -> str:
+        return f"cannot write to {self.path} ({self.detail}). Fix: {self.fix}"
+
+    @classmethod
+    def from_oserror(cls, err: OSError, fallback: str | os.PathLike) -> "NotWritableError":
+        """The error for ``err`` (from ``mkdir``, ``open``, a write): it names the nearest existing folder on the
+        way to ``err.filename`` (``fallback`` when the error names no file): the one to make writable.
+        ``ENOSPC`` / ``EDQUOT`` give a :class:`DiskFullError` instead."""
+        import errno
+
+        where = Path(err.filename) if err.filename else Path(fallback)
+        while not where.exists() and where.parent != where:
+            where = where.parent
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFullError(where)
+        if where.is_file():  # a file where a folder should be (ENOTDIR, EEXIST): permissions are not the problem
+            return NotWritableError(where, err.strerror or str(err), "it is a file, not a folder: move it away, or "
+                                    "set RTSSEG_RUNS to a writable folder")
+        return NotWritableError(where, err.strerror or str(err))
+
+
+class DiskFullError(NotWritableError):
+    """The device holding a file ran out of space while it was written (``ENOSPC``, or torch's zip writer
+    failing with ``unexpected pos`` on a full disk)."""
+
+    def __init__(self, path: str | os.PathLike,
+                 fix: str = "free space or set RTSSEG_RUNS to a folder on another disk") -> None:
+        super().__init__(path, "no space left on device", fix)
+
+    def _message(self) -> str:
+        return f"no space left on the device holding {self.path}. Fix: {self.fix}"
 
 
 class NoRunError(DataError, FileNotFoundError):

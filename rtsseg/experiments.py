@@ -2,7 +2,9 @@
 
 Analysis layer: it may import models and trainers. Every trained initialisation has a *run parent* folder per
 backbone and seed; the trainers put one run folder per (config, code) identity below it
-(:mod:`rtsseg.rundir`), and :func:`load_backbone` takes the last finished one (``latest_run``)::
+(:mod:`rtsseg.rundir`), and :func:`load_backbone` takes the one that the training chapter's runs record
+(``runs/<profile>/results/trained_<step>.json``, :func:`rtsseg.report.write_trained_runs`) names — never "the
+last run that finished"::
 
     runs/<profile>/pretrain/<backbone>_seed<seed>/<identity>/checkpoint.pt               barlow twins (step 02)
     runs/<profile>/dino/<backbone>_seed<seed>/<identity>/checkpoint.pt                   dino (step 03; teacher
@@ -18,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtsseg.config import runs_root
+from rtsseg.profiles import run_dir
 
 #: The initialisations every analysis chapter compares.
 INITS: list[str] = ["random", "supervised", "barlow twins", "dino"]
@@ -34,16 +37,11 @@ TRAINED: dict[str, tuple[str, str]] = {
 }
 
 
-def profile_dir(profile: str, *parts: str) -> Path:
-    """``runs/<profile>/...`` (git-ignored; ``$RTSSEG_RUNS`` moves it)."""
-    return runs_root() / profile / Path(*parts) if parts else runs_root() / profile
-
-
 def run_parent(profile: str, init: str, backbone: str, seed: int) -> Path:
     """The folder holding the runs (one per config identity) of a trained initialisation."""
     if init not in TRAINED:
         raise ValueError(f"unknown trained initialisation {init!r}; choose one of {list(TRAINED)}")
-    return profile_dir(profile, TRAINED[init][0], f"{backbone}_seed{seed}")
+    return run_dir(profile, TRAINED[init][0], f"{backbone}_seed{seed}")
 
 
 def pretrain_dir(profile: str, backbone: str, seed: int) -> Path:
@@ -66,7 +64,7 @@ def attention_supervised_dir(profile: str, backbone: str, seed: int) -> Path:
     return run_parent(profile, "attention-supervised", backbone, seed)
 
 
-def cache_dir(profile: str | None = None) -> Path:
+def cache_dir() -> Path:
     """Decoded-data caches are profile independent: ``runs/cache``."""
     return runs_root() / "cache"
 
@@ -75,7 +73,7 @@ def step_run_parents(profile: str, step: str) -> list[Path]:
     """The folders ``rtsseg run --force STEP`` clears: every run of the initialisations that ``step`` trains
     (``step`` as a full name or its number, e.g. ``"02"``); empty for steps that train nothing."""
     name = _step_name(step)
-    return [profile_dir(profile, folder) for folder, trained_by in dict.fromkeys(TRAINED.values()) if trained_by == name]
+    return [run_dir(profile, folder) for folder, trained_by in dict.fromkeys(TRAINED.values()) if trained_by == name]
 
 
 def _step_name(step: str) -> str:
@@ -86,20 +84,37 @@ def _step_name(step: str) -> str:
     return step
 
 
-def checkpoint_path(profile: str, backbone: str, init: str, seed: int) -> Path:
-    """``checkpoint.pt`` of the last finished run of a trained initialisation; a clear error naming the folder
-    and the step to run otherwise."""
-    from rtsseg.rundir import latest_run
+def trained_run(profile: str, backbone: str, init: str, seed: int) -> Path:
+    """The run folder of a trained initialisation that its training chapter trained, from that chapter's runs
+    record (:func:`rtsseg.report.read_trained_runs`), never "the last run that finished": a papermill run of
+    chapter 2 with other parameters into the same runs folder does not change what chapter 5 analyses until
+    chapter 2's record names it. A clear error naming the folder and the step to run otherwise."""
+    from rtsseg.errors import NoRunError
+    from rtsseg.report import read_trained_runs, run_key, trained_runs_path
 
     parent = run_parent(profile, init, backbone, seed)
-    step = TRAINED[init][1].split("_", 1)[0]
+    step_name = TRAINED[init][1]
+    step = step_name.split("_", 1)[0]
     hint = f"run `rtsseg run --profile {profile} --step {step}` with backbone {backbone} and seed {seed} first"
-    return latest_run(parent, hint, what=f"{init} run") / "checkpoint.pt"
+    ident = read_trained_runs(profile, step_name).get(run_key(init, backbone, seed))
+    if ident is None:
+        raise NoRunError(trained_runs_path(profile, step_name), f"{hint} (its runs record does not name this run)",
+                         what=f"{init} run of {backbone} seed {seed}")
+    folder = parent / ident
+    if not (folder / "checkpoint.pt").is_file():
+        raise NoRunError(folder, f"{hint} (its run {ident} has no checkpoint.pt)", what=f"{init} run")
+    return folder
 
 
-def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu"):
-    """The backbone of one run, in eval mode on ``device``: a random init seeded with ``seed``, or the last
-    finished run of the trained initialisation (``ALL_INITS``) for that backbone and seed."""
+def checkpoint_path(profile: str, backbone: str, init: str, seed: int) -> Path:
+    """``checkpoint.pt`` of the run its training chapter trained (:func:`trained_run`)."""
+    return trained_run(profile, backbone, init, seed) / "checkpoint.pt"
+
+
+def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size: int, device="cpu", record=None):
+    """The backbone of one run, in eval mode on ``device``: a random init seeded with ``seed``, or the run of the
+    trained initialisation (``ALL_INITS``) for that backbone and seed that its training chapter trained.
+    ``record`` (a :class:`rtsseg.report.RunRecord`) is told which run was analysed."""
     from rtsseg.config import seed_everything
     from rtsseg.models import build_backbone
 
@@ -107,12 +122,14 @@ def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size:
         raise ValueError(f"unknown initialisation {init!r}; choose one of {ALL_INITS}")
     seed_everything(seed)
     weights = None if init == "random" else checkpoint_path(profile, backbone, init, seed)
-    return build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
+    model = build_backbone(backbone, weights=weights, img_size=image_size).eval().to(device)
+    if record is not None and weights is not None:
+        record.analysed(init, backbone, seed, weights.parent)
+    return model
 
 
 __all__ = ["INITS", "CONTROL_INITS", "ALL_INITS", "TRAINED", "run_parent", "pretrain_dir", "dino_dir", "supervised_dir",
-           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "load_backbone",
-           "profile_dir"]
+           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "trained_run", "load_backbone"]
 
 
 def model_runs(backbones: list[str], main_backbone: str, seeds: list[int], other_seeds: list[int]) -> list[tuple[str, int]]:
@@ -122,14 +139,15 @@ def model_runs(backbones: list[str], main_backbone: str, seeds: list[int], other
 
 
 def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], image_size: int, missing: list,
-                device="cpu"):
+                device="cpu", record=None):
     """Yield ``(backbone, init, seed, model)`` for every run x initialisation whose checkpoint exists (a random
     init always does), in eval mode on ``device``; append ``(backbone, init, seed, why)`` to ``missing`` for one
-    whose step has not run yet, so a chapter shows what it has and names what it lacks."""
+    whose step has not run yet, so a chapter shows what it has and names what it lacks. ``record`` (the
+    chapter's :class:`rtsseg.report.RunRecord`) is told every run analysed."""
     for backbone, seed in runs:
         for init in inits:
             try:
-                model = load_backbone(profile, backbone, init, seed, image_size, device)
+                model = load_backbone(profile, backbone, init, seed, image_size, device, record)
             except (FileNotFoundError, ValueError) as err:
                 missing.append((backbone, init, seed, _why_missing(err)))
                 continue

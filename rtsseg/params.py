@@ -59,8 +59,17 @@ POSITIVE = ("epochs", "batch_size", "image_size", "n_examples", "max_images_per_
             "knn_val_per_class", "train_per_class", "val_per_class", "linear_epochs", "max_train", "max_val")
 
 
+#: List parameters a notebook indexes or loops over to produce anything: ``seeds[0]`` and ``backbones[0]`` pick
+#: the figures' run, ``other_seeds`` are the only runs of the other backbones (chapters 5-7 then find none),
+#: ``inits`` the columns of chapters 5 and 7, ``lrs`` the learning rates a decoder is fitted with. An empty one
+#: would end in an ``IndexError`` (or an empty table) deep inside a notebook. None still means "the default"
+#: where a notebook declares it so (``inits`` of chapter 7).
+NONEMPTY = ("seeds", "other_seeds", "backbones", "inits", "lrs")
+
+
 def validate_parameters(source: Path | str, declared: dict, params: dict) -> None:
-    """Unknown names, wrong types and counts below 1 are errors naming the notebook, the parameter and the fix."""
+    """Unknown names, wrong types, counts below 1 and empty lists of :data:`NONEMPTY` are errors naming the
+    notebook, the parameter and the fix."""
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise NotebookParameterError(
@@ -76,6 +85,36 @@ def validate_parameters(source: Path | str, declared: dict, params: dict) -> Non
             raise NotebookParameterError(
                 f"{Path(source).name}: parameter {name}={value!r} must be at least 1. Fix: pass {name}=1 or more"
             )
+        if name in NONEMPTY and isinstance(value, (list, tuple)) and not value:
+            default = declared[name]
+            fix = (f"pass at least one value, e.g. {name}={list(default)[:1]!r}" if default
+                   else f"pass at least one value, or leave {name} out for the default")
+            raise NotebookParameterError(
+                f"{Path(source).name}: parameter {name}={value!r} must not be empty. Fix: {fix}"
+            )
+
+
+def override_reach(declared: dict[str, dict], overrides: dict) -> dict[str, list[str]]:
+    """``{parameter: [steps that declare it]}`` for the ``-p`` overrides of ``rtsseg run`` over the selected steps
+    (``declared``: step -> its declared parameters), in step order: ``-p epochs=4`` without ``--step`` changes
+    every step that has an ``epochs`` (02, 03, 04, 07), and the run says so before it starts.
+
+    Refuses (:class:`NotebookParameterError`, one line) an override no selected step declares, and ``profile``,
+    which ``--profile`` sets (a notebook told another profile would write into the wrong runs and book)."""
+    if "profile" in overrides:
+        raise NotebookParameterError(
+            f"override -p profile={overrides['profile']!r}: the profile is chosen by --profile, not by a parameter. "
+            f"Fix: rtsseg run --profile {overrides['profile']}"
+        )
+    reach = {key: [step for step, params in declared.items() if key in params] for key in overrides}
+    unused = sorted(key for key, steps in reach.items() if not steps)
+    if unused:
+        known = sorted(set().union(*declared.values()) - {"profile"}) if declared else []
+        raise NotebookParameterError(
+            f"override(s) {unused} match no parameter of the steps {sorted(declared)}. Fix: use one of {known}, "
+            f"or select a step that declares it with --step"
+        )
+    return reach
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -58,9 +58,22 @@ def preflight(profile: str, allow_cpu: bool = False) -> None:
         import torch
 
         if not torch.cuda.is_available():
+            # what the profile trains, from the profile itself (and the notebook's defaults for what it leaves
+            # out), so that the sentence stays true per profile: gpu-short is not the full-size configuration
+            step = _step("02_pretrain_barlow_twins")  # the training the other chapters follow
+            trains = {**declared_parameters(read_notebook(step), step.source), **PROFILES[profile][step.name]}
+            seeds = len(trains["seeds"])
+            what = (f"{', '.join(trains['backbones'])} at {trains['image_size']} px, {trains['epochs']} epochs, "
+                    f"{seeds} seed{'s' * (seeds != 1)}")
+            cost = {
+                "gpu": "is the full-size configuration, about 9.5 days per backbone and seed on a CPU",
+                # benchmarks/NOTES.md: ViT-S/8 @ 64 px is 17.1 GFLOP per image and step, 7.8x vit_small64's 2.2,
+                # whose Barlow Twins epoch takes ~4.1 min on 2 cores: chapters 02-04 ~ 5 days there
+                "gpu-short": "is sized for about 8 minutes of one H100, about 5 days on 2 CPU cores",
+            }.get(profile, "is sized for a CUDA GPU")
             raise RunRefused(
-                f"profile {profile!r} is the full-size configuration and this machine has no CUDA GPU (about 9.5 days "
-                f"per backbone and seed at 224 px on a CPU). Fix: --profile cpu, or --allow-cpu to run it anyway"
+                f"profile {profile!r} ({what}) {cost}; this machine has no CUDA GPU. "
+                f"Fix: --profile cpu, or --allow-cpu to run it anyway"
             )
     try:
         runs = run_dir(profile)  # creates the runs root
@@ -194,9 +207,16 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
     declared = declared_parameters(nb, step.source)
     params = {**step_params(profile, step.name), **(overrides or {})}
     validate_parameters(step.source, declared, params)
-    fp = fingerprint(step, params, upstream or {}, pkg or package_digest())
+    from rtsseg.report import read_trained_runs
+
+    # the runs an analysis step will load are an input: after a papermill run of chapter 2 rewrote its runs
+    # record, chapter 5 is not "unchanged"; once the record is restored from the book it is again
+    runs_in = {d: read_trained_runs(profile, d) for d in step.depends}
+    fp = fingerprint(step, {**params, **({"_trained_runs": runs_in} if any(runs_in.values()) else {})},
+                     upstream or {}, pkg or package_digest())
     out = executed_notebook(profile, step.name)
     if not force and recorded_fingerprint(profile, step.name) == fp:
+        restore_trained_runs(profile, step.name)
         return StepResult(step.name, "skipped", 0.0, out), fp
 
     _prefer_this_python_kernel()
@@ -258,15 +278,14 @@ def run_profile(profile: str, only: list[str] | None = None, force: bool = False
     preflight(profile, allow_cpu)
     overrides = overrides or {}
     declared = {s.name: declared_parameters(read_notebook(s), s.source) for s in STEPS if s.name in wanted}
-    unused = set(overrides) - set().union(*declared.values())
-    if unused:
-        raise NotebookParameterError(
-            f"override(s) {sorted(unused)} match no parameter of the steps {sorted(wanted)}. "
-            f"Fix: use one of {sorted(set().union(*declared.values()))}"
-        )
+    from rtsseg.params import override_reach
+
+    reach = override_reach(declared, overrides)  # refuses an override no selected step declares
     for name in declared:  # profile values and overrides are checked before the first step runs
         params = {**step_params(profile, name), **{k: v for k, v in overrides.items() if k in declared[name]}}
         validate_parameters(_step(name).source, declared[name], params)
+    for key, steps in reach.items():  # an override reaches every selected step that declares it: say which
+        print(f"[rtsseg] -p {key}={overrides[key]!r} applies to {', '.join(steps)}", flush=True)
     with profile_lock(profile):
         pkg = package_digest()
         fps: dict[str, str | None] = {}
@@ -371,6 +390,50 @@ def stale_chapters(profile: str) -> list[tuple[str, str, str]]:
     return stale
 
 
+def _book_runs(profile: str, name: str) -> dict | None:
+    """The runs an executed chapter glued (``{"trained": {...}, "analysed": {...}}``), or None when it glued none
+    (a chapter that trains and analyses nothing, or one executed before chapters recorded their runs)."""
+    import nbformat
+
+    from rtsseg.glue import glued_json
+    from rtsseg.report import RUNS_GLUE
+
+    path = executed_notebook(profile, name)
+    return glued_json(nbformat.read(path, as_version=4), RUNS_GLUE) if path.is_file() else None
+
+
+def restore_trained_runs(profile: str, name: str) -> None:
+    """A training chapter skipped as unchanged stands for the runs its executed notebook in the book trained:
+    rewrite the profile's runs record from that notebook, so that an analysis chapter run next analyses those
+    runs, whatever a papermill run of the chapter outside ``rtsseg run`` wrote into the runs folder meanwhile."""
+    from rtsseg.report import read_trained_runs, write_trained_runs
+
+    runs = (_book_runs(profile, name) or {}).get("trained")
+    if runs and read_trained_runs(profile, name) != runs:
+        write_trained_runs(profile, name, runs)
+        print(f"[rtsseg] {profile}/{name}: runs record restored from the book's executed chapter", flush=True)
+
+
+def run_mismatches(profile: str) -> list[tuple[str, str, str]]:
+    """``(analysis chapter, training chapter, why)`` for every run an executed analysis chapter analysed that is
+    not the run the book's training chapter trained for the same initialisation, backbone and seed (e.g. chapter
+    2 run again by papermill with other parameters into the same runs folder, then chapter 5 rerun)."""
+    from rtsseg.experiments import TRAINED
+
+    trained_by = {init: step for init, (_, step) in TRAINED.items()}
+    runs = {s.name: _book_runs(profile, s.name) for s in STEPS if executed_notebook(profile, s.name).is_file()}
+    out = []
+    for name, mine in runs.items():
+        for key, ident in sorted(((mine or {}).get("analysed") or {}).items()):
+            init = key.split("/", 1)[0]
+            source = trained_by.get(init)
+            theirs = ((runs.get(source) or {}).get("trained") or {}).get(key)
+            if theirs != ident:
+                told = f"trained {theirs}" if theirs else "trained no such run"
+                out.append((name, source or "?", f"{name} analysed {key} run {ident}; the book's {source} {told}"))
+    return out
+
+
 def _with_editions(text: str, profiles: list[str]) -> str:
     """Insert, before the part that follows the cpu chapters, one part per profile listing the same chapters."""
     lines = text.splitlines()
@@ -404,6 +467,17 @@ def build_book(profile: str, partial: bool = False) -> Path:
         raise RunRefused(
             f"chapter(s) {names} of profile {profile!r} are older than what they depend on "
             f"({'; '.join(f'{c}: {why}' for c, _, why in stale)}). Fix: rtsseg run --profile {profile} {steps}"
+        )
+    mismatched = run_mismatches(profile)
+    if mismatched:
+        names = sorted({c for c, _, _ in mismatched} | {t for _, t, _ in mismatched if t != "?"})
+        steps = " ".join(f"--step {n.split('_', 1)[0]}" for n in names)
+        raise RunRefused(
+            f"chapter(s) {sorted({c for c, _, _ in mismatched})} of profile {profile!r} analysed other runs than the "
+            f"book's training chapters trained ({'; '.join(why for _, _, why in mismatched[:3])}"
+            f"{'; ...' if len(mismatched) > 3 else ''}). Fix: rtsseg run --profile {profile} {steps} "
+            f"(an unchanged training chapter is skipped and restores its runs record from the book; the analysis "
+            f"chapters then rerun on those runs)"
         )
     out = book_output(profile)
     check_writable(out)

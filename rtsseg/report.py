@@ -185,18 +185,76 @@ def _conform(value, hint) -> tuple[bool, object]:
     return True, value
 
 
+#: Glue name of a chapter's runs (``{"trained": {key: identity}, "analysed": {key: identity}}``, JSON): read by
+#: ``rtsseg book`` to refuse a book whose analysis chapters analysed other runs than its training chapters trained.
+RUNS_GLUE = "rtsseg_runs"
+
+
+def run_key(init: str, backbone: str, seed: int) -> str:
+    """``"barlow twins/vit_small64/0"``: one trained initialisation of one backbone and seed."""
+    return f"{init}/{backbone}/{int(seed)}"
+
+
+def trained_runs_path(profile: str, step: str):
+    """``runs/<profile>/results/trained_<step>.json``: the run identities the last execution of training chapter
+    ``step`` trained, read by the analysis chapters (:func:`rtsseg.experiments.checkpoint_path`)."""
+    return results_dir(profile) / f"trained_{step}.json"
+
+
+def write_trained_runs(profile: str, step: str, runs: dict[str, str]) -> None:
+    """Atomically (re)write the runs record of training chapter ``step``."""
+    path = trained_runs_path(profile, step)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"step": step, "runs": dict(sorted(runs.items()))}, indent=1))
+    os.replace(tmp, path)
+
+
+def read_trained_runs(profile: str, step: str) -> dict[str, str]:
+    """``run_key -> identity`` of training chapter ``step`` (empty when it has not run)."""
+    path = trained_runs_path(profile, step)
+    return json.loads(path.read_text())["runs"] if path.is_file() else {}
+
+
 @dataclass
 class RunRecord:
     """Start it after the parameters cell; ``finish()`` returns the record (one column: field -> value) for the
-    notebook's end. The parameters themselves are shown at the top of the page (rtsseg.book.prepare_for_book)."""
+    notebook's end. The parameters themselves are shown at the top of the page (rtsseg.book.prepare_for_book).
+
+    A training chapter names each run it trained (:meth:`trained`); ``finish()`` writes them to the profile's
+    runs record (:func:`write_trained_runs`), which the analysis chapters load from. An analysis chapter names
+    each run it analysed (:meth:`analysed`; :func:`rtsseg.experiments.iter_models` does it). Both are glued
+    (:data:`RUNS_GLUE`) so that ``rtsseg book`` can check that they agree."""
 
     step: str
     params: dict
     start: float = field(default_factory=time.time)
+    runs: dict = field(default_factory=lambda: {"trained": {}, "analysed": {}})
+    precisions: set = field(default_factory=set)
+
+    def trained(self, init: str, backbone: str, seed: int, run_dir) -> None:
+        """This chapter trained ``init`` of ``backbone`` with ``seed`` in the run folder ``run_dir``."""
+        from pathlib import Path
+
+        self.runs["trained"][run_key(init, backbone, seed)] = Path(run_dir).name
+        config = Path(run_dir) / "config.json"  # the precision the run trained in is part of its identity
+        if config.is_file():
+            self.precisions.add(json.loads(config.read_text())["config"].get("precision", "not recorded"))
+
+    def analysed(self, init: str, backbone: str, seed: int, run_dir) -> None:
+        """This chapter analysed the run in ``run_dir`` as ``init`` of ``backbone`` with ``seed``."""
+        from pathlib import Path
+
+        self.runs["analysed"][run_key(init, backbone, seed)] = Path(run_dir).name
 
     def finish(self):
         import pandas as pd
 
+        from rtsseg.glue import GluedText, glue
+
+        if self.runs["trained"]:
+            write_trained_runs(self.params.get("profile"), self.step, self.runs["trained"])
+        if self.runs["trained"] or self.runs["analysed"]:
+            glue(RUNS_GLUE, GluedText(json.dumps(self.runs, sort_keys=True)), display=False)
         wall = time.time() - self.start
         row = {
             "step": self.step,
@@ -209,6 +267,11 @@ class RunRecord:
             "python": platform.python_version(),
             "commit": _git_commit(),
         }
+        if self.precisions:
+            row["precision"] = ", ".join(sorted(self.precisions))
+        for kind in ("trained", "analysed"):  # the identities themselves are glued (RUNS_GLUE), not shown
+            if self.runs[kind]:
+                row[f"runs {kind}"] = len(self.runs[kind])
         # one column, one field per row: fits the page (the one-row form was wider than the text column)
         table = pd.DataFrame([row]).set_index("step").T
         table.index.name = "run record"
@@ -266,31 +329,3 @@ def read_results(profile: str) -> dict:
         js = p.with_suffix(".json")
         out[p.stem] = _table_from_dict(json.loads(js.read_text())) if js.is_file() else pd.read_csv(p, index_col=0)
     return out
-
-
-def compute_budget(profile: str, steps: list[str]):
-    """Wall time of each executed step, from papermill's per-cell durations in ``book/<profile>/<step>.ipynb``."""
-    import nbformat
-    import pandas as pd
-
-    from rtsseg.profiles import executed_notebook
-
-    rows = []
-    for name in steps:
-        path = executed_notebook(profile, name)
-        if not path.is_file():
-            rows.append({"step": name, "wall time (min)": float("nan"), "executed": "missing"})
-            continue
-        nb = nbformat.read(path, as_version=4)
-        pm = nb.metadata.get("papermill", {})
-        rows.append(
-            {
-                "step": name,
-                "wall time (min)": round((pm.get("duration") or 0.0) / 60, 2),
-                "executed": (pm.get("end_time") or "")[:19],
-                "parameters": json.dumps(nb.metadata.get("rtsseg", {}).get("params", {}), default=str),
-            }
-        )
-    table = pd.DataFrame(rows).set_index("step")
-    table.loc["total", "wall time (min)"] = table["wall time (min)"].sum()
-    return table

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rtsseg.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from rtsseg.errors import NoRunError, RunLockedError, RunMismatchError
+from rtsseg.errors import NoRunError, NotWritableError, RunLockedError, RunMismatchError
 
 CHECKPOINT = "checkpoint.pt"
 INDEX = "index.json"
@@ -143,10 +143,12 @@ class Run:
         """Release the lock; the index says ``done``, or ``status`` (default ``stopped``) if not finished."""
         if self._lock_file is None:
             return
-        if not self._finished:
-            _update_index(self.parent, self.identity, status=status or "stopped", updated=_now())
-        self._lock_file.close()
-        self._lock_file = None
+        try:
+            if not self._finished:
+                _update_index(self.parent, self.identity, status=status or "stopped", updated=_now())
+        finally:  # the lock goes even when the index cannot be written (a folder turned read-only, a full disk)
+            self._lock_file.close()
+            self._lock_file = None
 
     def __enter__(self) -> "Run":
         return self
@@ -161,7 +163,8 @@ class Run:
         Raises :class:`RunMismatchError` when the checkpoint's stored identity is not this run's."""
         if not self.checkpoint.exists():
             return None
-        state = load_checkpoint(self.checkpoint, map_location=map_location)
+        state = load_checkpoint(self.checkpoint, map_location=map_location,
+                                fix=f"restart this run (restart=True / --restart), or delete {self.checkpoint}")
         stored = state.get("run_identity")
         if stored != self.identity:
             raise RunMismatchError(
@@ -236,12 +239,18 @@ def open_run(parent: str | os.PathLike, config: Mapping[str, Any], code: str, re
     """Open (create or resume) the run of ``(config, code)`` under ``parent``, locked for this process.
 
     ``config`` must be JSON-serialisable (a dataclass: ``asdict``) and hold only what shapes the result.
-    ``primary=False`` (ranks > 0 of a distributed run) opens the same folder without lock or writes."""
+    ``primary=False`` (ranks > 0 of a distributed run) opens the same folder without lock or writes.
+
+    A folder that cannot be written (read-only, below a file, a full disk) raises :class:`NotWritableError`
+    naming it, one line for the trainers' ``main()`` instead of an ``OSError`` traceback."""
     run = Run(Path(parent), dict(config), code, primary=primary)
     if not primary:
         return run
-    run.parent.mkdir(parents=True, exist_ok=True)
-    run._acquire()
+    try:
+        run.parent.mkdir(parents=True, exist_ok=True)
+        run._acquire()
+    except OSError as err:
+        raise NotWritableError.from_oserror(err, run.parent) from err
     try:
         if restart:
             for p in run.path.iterdir():
@@ -251,8 +260,11 @@ def open_run(parent: str | os.PathLike, config: Mapping[str, Any], code: str, re
             {"config": run.config, "code_digest": code, "identity": run.identity}, indent=2, sort_keys=True))
         _update_index(run.parent, run.identity, config=_summary(run.config), status="running", pid=os.getpid(),
                       started=_now(), updated=_now())
-    except BaseException:
-        run.close("failed")
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # the index may be as unwritable as what failed
+            run.close("failed")
+        if isinstance(err, OSError):
+            raise NotWritableError.from_oserror(err, run.path) from err
         raise
     return run
 
@@ -260,10 +272,14 @@ def open_run(parent: str | os.PathLike, config: Mapping[str, Any], code: str, re
 @contextlib.contextmanager
 def exclusive(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold ``fcntl.flock`` on ``folder/.lock`` for the ``with`` block (e.g. one ``rtsseg run`` per profile):
-    a second holder fails at once with :class:`RunLockedError` naming the pid and the folder."""
+    a second holder fails at once with :class:`RunLockedError` naming the pid and the folder; a folder that
+    cannot be written, with :class:`NotWritableError`."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / _LOCK, "a+")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / _LOCK, "a+")
+    except OSError as err:
+        raise NotWritableError.from_oserror(err, folder) from err
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -51,9 +51,10 @@ def heldout_split(root: Path, train_per_class: int, heldout_per_class: int, bank
 
 def main(argv: list[str] | None = None) -> int:
     from rtsseg.analysis.embeddings import extract_embeddings
-    from rtsseg.analysis.knn import knn_accuracy
     from rtsseg.config import data_root
     from rtsseg.data.tinyimagenet import tinyimagenet_root
+    from rtsseg.experiments import cache_dir
+    from rtsseg.knn import knn_accuracy
     from rtsseg.models import build_backbone
     from rtsseg.ssl.train import PretrainConfig, pretrain
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     root = tinyimagenet_root(data_root(None))
-    cache = Path("runs") / "cache"
+    cache = cache_dir()
     xb, yb, xq, yq, n_cls = heldout_split(root, a.train_per_class, a.heldout_per_class, a.bank_per_class, cache)
     print(f"held-out k-NN: bank {len(xb)} / queries {len(xq)} train images, {n_cls} classes (val untouched)")
     rows = []
@@ -88,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         run = out / f"{a.backbone}_{opt}_lambda{lambd:g}_seed{seed}"
         kw = dict(backbone=a.backbone, epochs=a.epochs, batch_size=a.batch_size, lambd=lambd, seed=seed,
                   projector_dims=tuple(a.projector), max_images_per_class=a.train_per_class,
-                  image_size=a.image_size, run_dir=str(run), device=a.device, progress=False)
+                  image_size=a.image_size, run_parent=str(run), device=a.device, progress=False)
         if "optimizer" in fields:
             kw["optimizer"] = opt
-        pretrain(PretrainConfig(**kw))
-        model = build_backbone(a.backbone, weights=run / "checkpoint.pt", img_size=a.image_size)
+        folder = pretrain(PretrainConfig(**kw))  # <run>/<identity>
+        model = build_backbone(a.backbone, weights=folder / "checkpoint.pt", img_size=a.image_size)
         dev = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
         fb = extract_embeddings(model, xb, device=dev, progress=False)
         fq = extract_embeddings(model, xq, device=dev, progress=False)

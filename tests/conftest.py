@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# amp=auto decides bf16 vs fp32 on a CPU by a measured probe (rtsseg.precision): off in the tests, so every
+# machine trains them in fp32 and nothing is written to the real runs/precision/ (the precision tests clear it)
+os.environ.setdefault("RTSSEG_AMP_PROBE", "off")
 
 import pytest
 

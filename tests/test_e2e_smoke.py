@@ -50,6 +50,7 @@ def test_smoke_profile_builds_the_book(tmp_path):
     assert again.returncode == 0 and again.stdout.count(": skipped") == len(STEPS), again.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_missing_camvid_names_the_path_and_the_fix(tmp_path):
     root = _shared_data()
     data = tmp_path / "data"

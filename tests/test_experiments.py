@@ -27,7 +27,9 @@ def test_run_parents_and_force_folders(tmp_path, monkeypatch):
     assert isinstance(ex.INITS, list) and "dino" in ex.INITS and "attention-supervised" in ex.ALL_INITS
 
 
-def test_load_backbone_takes_the_last_finished_run_and_names_the_step(tmp_path, monkeypatch):
+def test_load_backbone_takes_the_recorded_run_and_names_the_step(tmp_path, monkeypatch):
+    from rtsseg.report import RunRecord
+
     monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
     assert ex.load_backbone("smoke", "vit_small64", "random", 0, 64).family == "vit"
     with pytest.raises(NoRunError, match=r"no finished barlow twins run .*--profile smoke --step 02"):
@@ -44,10 +46,16 @@ def test_load_backbone_takes_the_last_finished_run_and_names_the_step(tmp_path, 
         with open_run(ex.run_parent("smoke", init, "tiny_test", 3), {"x": init}, "code") as run:
             run.save({"backbone": trained.state_dict()})
             run.finish()
-        got = ex.load_backbone("smoke", "tiny_test", init, 3, 32)
+        record = RunRecord(ex.TRAINED[init][1], {"profile": "smoke"})
+        record.trained(init, "tiny_test", 3, run.path)
+        record.finish()
+        analysis = RunRecord("05_attention_maps", {"profile": "smoke"})
+        got = ex.load_backbone("smoke", "tiny_test", init, 3, 32, record=analysis)
         assert torch.equal(got.features[0].weight, trained.features[0].weight) and not got.training
-    with open_run(ex.dino_dir("smoke", "tiny_test", 3), {"x": "unfinished"}, "code") as run:
-        run.save({"backbone": TinyBackbone().state_dict()})  # never finished: not picked
+        assert analysis.runs["analysed"] == {f"{init}/tiny_test/3": run.path.name}
+    with open_run(ex.dino_dir("smoke", "tiny_test", 3), {"x": "later"}, "code") as run:
+        run.save({"backbone": TinyBackbone().state_dict()})
+        run.finish()  # finished last (latest.json names it), but no chapter recorded it: not picked
     assert torch.equal(ex.load_backbone("smoke", "tiny_test", "dino", 3, 32).features[0].weight,
                        trained.features[0].weight)
 

@@ -25,6 +25,7 @@ def test_gpu_short_covers_every_step():
     assert PROFILES["gpu-short"]["02_pretrain_barlow_twins"]["epochs"] >= 100  # the issue's floor for the main run
 
 
+@pytest.mark.slow
 def test_run_capped_kills_the_step_and_its_kernel(tmp_path):
     """A child in a session of its own (as jupyter_client starts a kernel) is killed with the step."""
     pid_file = tmp_path / "pid"
@@ -39,6 +40,7 @@ def test_run_capped_kills_the_step_and_its_kernel(tmp_path):
     assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone (or a zombie)
 
 
+@pytest.mark.slow
 def test_dry_run_ships_notebooks_and_timings(tmp_path):
     """The smoke profile's first step through the real script: packs, kernel, papermill, $OUT (a step that
     trains takes minutes on 2 shared cores; the pack loaders of the training steps are tested in test_data_pack)."""

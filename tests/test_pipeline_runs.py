@@ -74,6 +74,7 @@ def test_cli_choices_follow_profiles(monkeypatch):
         cli.build_parser().parse_args(["run", "--profile", "laptop"])
 
 
+@pytest.mark.slow
 def test_second_run_of_a_profile_fails_at_once_naming_the_first(runs, capsys):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""

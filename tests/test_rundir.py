@@ -74,6 +74,7 @@ def test_foreign_checkpoint_is_never_resumed_and_restart_wipes(tmp_path: Path):
         assert again.load() is None and not (again.path / "h.csv").exists()
 
 
+@pytest.mark.slow
 def test_second_process_on_the_same_run_fails_at_once(tmp_path: Path):
     code = textwrap.dedent(f"""
         import sys, time

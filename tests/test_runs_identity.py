@@ -24,6 +24,7 @@ def _cfg(parent: Path, **kw) -> PretrainConfig:
     return PretrainConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_changed_knobs_retrain_in_new_folders_and_an_unchanged_rerun_skips(tmp_path: Path, capsys):
     torch.set_num_threads(1)
     first = pretrain(_cfg(tmp_path))
@@ -79,6 +80,7 @@ def test_runtime_fields_are_not_part_of_the_identity():
     assert set(ident) | set(bt.RUNTIME_FIELDS) == {f.name for f in dataclasses.fields(PretrainConfig)}
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_a_locked_run_fails_at_once_with_the_pid(tmp_path: Path):
     import os
     import subprocess
@@ -92,7 +94,7 @@ def test_a_second_trainer_on_a_locked_run_fails_at_once_with_the_pid(tmp_path: P
             "--batch-size", "8", "--epochs", "1", "--projector-dims", "8", "8", "--device", "cpu", "--no-progress",
             "--run-parent", str(tmp_path)]
     cfg = config_from_args(PretrainConfig, args, "test")
-    with open_run(cfg.parent(), cfg.identity(), code_digest(*bt.CODE_MODULES)) as held:  # this process trains it
+    with open_run(cfg.parent(), bt.run_config(cfg.identity(), cfg, "cpu"), code_digest(*bt.CODE_MODULES)) as held:  # this process trains it
         proc = subprocess.run([sys.executable, "-m", "rtsseg.cli", "pretrain", *args], capture_output=True,
                               text=True, timeout=120, env=subprocess_env())
     assert proc.returncode == 1, proc.stderr[-2000:]

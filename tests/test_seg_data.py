@@ -1,12 +1,11 @@
-"""CamVid loaders for the probe: deterministic evenly spaced subsets, native-resolution masks."""
+"""Segmentation data helpers: deterministic evenly spaced subsets, masks of different sizes in one batch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 
-from rtsseg.seg.data import evenly_spaced, subset
+from rtsseg.seg.data import collate_masks_as_list, evenly_spaced
 
 
 def test_evenly_spaced():
@@ -21,26 +20,9 @@ def test_evenly_spaced():
         evenly_spaced(10, 0)
 
 
-def test_subset_is_deterministic():
-    ds = TensorDataset(torch.arange(20))
-    sub = subset(ds, 5)
-    assert [sub[i][0].item() for i in range(len(sub))] == [0, 5, 10, 14, 19]
-    assert subset(ds, None) is ds
-
-
-def test_camvid_loaders_on_shared_data():
-    from rtsseg.config import data_root
-    from rtsseg.seg.data import camvid_loaders
-
-    try:
-        root = data_root() / "camvid"
-    except FileNotFoundError:
-        pytest.skip("no shared data")
-    if not root.is_dir():
-        pytest.skip("no CamVid under the data root")
-    train, val = camvid_loaders(root, input_size=(64, 96), batch_size=2, max_train=2, max_val=2)
-    assert len(train.dataset) == 2 and len(val.dataset) == 2
-    images, masks = next(iter(val))
-    assert images.shape == (2, 3, 64, 96) and images.dtype == torch.uint8
-    assert masks.shape == (2, 360, 480) and masks.dtype == torch.int64
-    assert set(masks.unique().tolist()) <= set(range(11)) | {255}
+def test_collate_stacks_equal_masks_and_lists_others():
+    image = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    images, masks = collate_masks_as_list([(image, torch.zeros(6, 6)), (image, torch.ones(6, 6))])
+    assert images.shape == (2, 3, 4, 4) and masks.shape == (2, 6, 6)
+    images, masks = collate_masks_as_list([(image, torch.zeros(6, 6)), (image, torch.zeros(5, 7))])
+    assert images.shape == (2, 3, 4, 4) and [m.shape for m in masks] == [(6, 6), (5, 7)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -15,6 +16,8 @@ from torch import nn
 from rtsseg.ssl.model import BarlowTwins
 from model_fakes import TinyBackbone, subprocess_env
 from rtsseg.rundir import latest_run
+
+pytestmark = pytest.mark.slow  # two processes (gloo) or torchrun: seconds each
 
 GLOBAL_BATCH, WORLD = 16, 2
 
@@ -62,7 +65,11 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path):
         torch.testing.assert_close(got["c"], out["c"].detach(), atol=1e-5, rtol=1e-5)
         assert got["grads"].keys() == ref.keys()
         for name, g in ref.items():
-            torch.testing.assert_close(got["grads"][name], g, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+            # fp32 sums in another order (gloo's all-reduce): an element near 0 carries the rounding of the
+            # tensor's large ones, so the absolute tolerance scales with the tensor (seen: 1.2e-5 on an element
+            # of 8e-4 in a tensor of max |g| ~ 0.1 on an AMD EPYC; a wrong global-batch statistic is off by O(|g|))
+            atol = max(1e-5, 2e-4 * float(g.abs().max()))
+            torch.testing.assert_close(got["grads"][name], g, atol=atol, rtol=1e-4, msg=lambda m: f"{name}: {m}")
         # the projector's BatchNorm running statistics follow the global batch as well
         for name, b in model.named_buffers():
             torch.testing.assert_close(got["buffers"][name].float(), b.float(), atol=1e-5, rtol=1e-5)

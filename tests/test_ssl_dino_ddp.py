@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -12,6 +13,8 @@ from torch import nn
 
 from rtsseg.ssl.dino import DINOHead, DINOLoss, MultiCropWrapper
 from model_fakes import TinyBackbone, subprocess_env
+
+pytestmark = pytest.mark.slow  # two processes (gloo) or torchrun: seconds each
 
 GLOBAL_BATCH, WORLD, K, NCROPS = 8, 2, 24, 4
 

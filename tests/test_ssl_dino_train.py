@@ -32,6 +32,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     torch.set_num_threads(1)
     killed = tmp_path / "killed"
@@ -94,14 +95,17 @@ def test_first_epoch_freezes_last_layer_and_backbone_loads(tmp_path: Path):
 
 
 def test_step_flops_dino_costs_more_with_local_crops():
-    bt = step_flops("model_fakes:TinyBackbone", "barlow_twins", image_size=32, batch_size=2, projector_dims=(16, 16))
-    d0 = step_flops("model_fakes:TinyBackbone", "dino", image_size=32, batch_size=2, n_local_crops=0, out_dim=32)
-    d2 = step_flops("model_fakes:TinyBackbone", "dino", image_size=32, batch_size=2, n_local_crops=2, out_dim=32)
+    from model_fakes import register_fakes
+
+    register_fakes()
+    bt = step_flops("tiny_test", "barlow_twins", image_size=32, batch_size=2, projector_dims=(16, 16))
+    d0 = step_flops("tiny_test", "dino", image_size=32, batch_size=2, n_local_crops=0, out_dim=32)
+    d2 = step_flops("tiny_test", "dino", image_size=32, batch_size=2, n_local_crops=2, out_dim=32)
     assert d2["flops_per_image"] > d0["flops_per_image"] > 0 and bt["flops_per_image"] > 0
     assert d2["n_crops"] == 4 and d2["local_size"] == 16
     assert equal_flops_epochs(10, bt["flops_per_image"], 2 * bt["flops_per_image"]) == pytest.approx(5)
     with pytest.raises(ValueError, match="method"):
-        step_flops("model_fakes:TinyBackbone", "simclr")
+        step_flops("tiny_test", "simclr")
 
 
 def test_config_from_params_uses_fields_only():

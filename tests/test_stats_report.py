@@ -1,8 +1,7 @@
-"""Spread over seeds, and the results/compute-budget records the summary chapter reads."""
+"""Spread over seeds, and the results records the summary chapter reads."""
 
 from __future__ import annotations
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -30,19 +29,10 @@ def test_seed_table_pivots_and_refuses_duplicates():
         seed_table(rows + [rows[0]], "backbone", "init", "acc")
 
 
-def test_results_and_budget_roundtrip(tmp_path, monkeypatch):
+def test_results_roundtrip(tmp_path, monkeypatch):
     monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setattr("rtsseg.profiles.BOOK", tmp_path / "book")
     report.save_results("smoke", "t", pd.DataFrame({"a": [1.5]}, index=["x"]))
     assert report.read_results("smoke")["t"].loc["x", "a"] == 1.5
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["papermill"] = {"duration": 90.0, "end_time": "2026-11-26T10:00:00.000"}
-    (tmp_path / "book" / "smoke").mkdir(parents=True)
-    nbformat.write(nb, tmp_path / "book" / "smoke" / "s1.ipynb")
-    budget = report.compute_budget("smoke", ["s1", "s2"])
-    assert budget.loc["s1", "wall time (min)"] == 1.5
-    assert budget.loc["s2", "executed"] == "missing"
-    assert budget.loc["total", "wall time (min)"] == 1.5
 
 
 def test_notebook_params_rejects_bad_values():

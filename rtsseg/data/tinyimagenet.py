@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from rtsseg import config
 from rtsseg.errors import DataError, MissingDataError, UnpairedFileError
-from rtsseg.data.fetch import fetch, unzip
+from rtsseg.data.fetch import extract_complete, fetch, is_complete
 from rtsseg.data.io import is_image_file, read_image
 
 IMAGE_SIZE = 64
@@ -207,6 +207,35 @@ class TinyImageNet(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def fingerprint(self, max_per_class: int | None | str = "same") -> dict:
+        """What the loader reads of this split (:mod:`rtsseg.data.fingerprint`): the files (relative paths and
+        sizes, in order), the content of ``wnids.txt`` and of the label files (train box files /
+        ``val_annotations.txt``), the class list and the images per class. Part of every trainer's run identity.
+
+        ``max_per_class`` (default: this dataset's own) fingerprints the first n files of each class, exactly as
+        ``TinyImageNet(root, split, n)`` would read them, without listing the folder again (one listing of
+        the whole split serves the training set, the k-NN bank and the queries)."""
+        from rtsseg.data.fingerprint import blob_fingerprint, split_fingerprint
+
+        n = self.max_per_class if max_per_class == "same" else max_per_class
+        if self.max_per_class is not None and (n is None or n > self.max_per_class):
+            raise ValueError(f"fingerprint(max_per_class={n}) of a split read with max_per_class="
+                             f"{self.max_per_class}: build the dataset with max_per_class=None")
+        taken, keep = [0] * len(self.classes), []
+        for i, label in enumerate(self.labels):  # the loader's own rule: the first n of each class, in order
+            if n is None or taken[label] < n:
+                taken[label] += 1
+                keep.append(i)
+        extra = {"dataset": "tiny-imagenet-200", "split": self.split, "max_per_class": n}
+        if self.pack is not None:
+            return blob_fingerprint(self.pack.sha256, [self.pack.names[i] for i in keep], **extra)
+        if self.split == "train":
+            index = [p for p in (self.root / "train" / w / f"{w}_boxes.txt" for w in self.classes) if p.is_file()]
+        else:
+            index = [self.root / "val" / "val_annotations.txt"]
+        return split_fingerprint(self.root, [self.files[i] for i in keep], [self.root / "wnids.txt", *index],
+                                 [self.labels[i] for i in keep], self.classes, **extra)
+
     def read(self, index: int) -> torch.Tensor:
         """Decode image ``index``: ``uint8 [3,64,64]``; another size raises ``DataError``."""
         if self.pack is not None:
@@ -323,16 +352,22 @@ def _from_stored(stored: dict) -> TinyImageNetTensors:
     )
 
 
-def download_tiny_imagenet(dest: str | os.PathLike, url: str = URL, progress: bool = True) -> Path:
-    """Download and unzip Tiny-ImageNet-200 into ``dest``; returns ``dest/tiny-imagenet-200`` (about 240 MB)."""
+#: What the loader reads from the extracted folder, checked before it is marked complete.
+DOWNLOAD_REQUIRED = ("wnids.txt", "words.txt", "train", "val/images", "val/val_annotations.txt")
 
+
+def download_tiny_imagenet(dest: str | os.PathLike, url: str = URL, progress: bool = True) -> Path:
+    """Download and unzip Tiny-ImageNet-200 into ``dest``; returns ``dest/tiny-imagenet-200`` (about 240 MB).
+
+    The folder counts as there only with the completion marker of :func:`rtsseg.data.fetch.extract_complete`
+    (not with ``wnids.txt``, one of the first members of the zip: an interrupted extraction has it too)."""
     dest = Path(dest)
     root = dest / "tiny-imagenet-200"
-    if (root / "wnids.txt").is_file():
+    if is_complete(root):
         return root
     archive = fetch(url, dest / "tiny-imagenet-200.zip", progress=progress)
-    unzip(archive, dest, progress=progress)
+    prefix = "tiny-imagenet-200/"  # members "tiny-imagenet-200/wnids.txt" -> "wnids.txt" below root
+    extract_complete(archive, root, lambda n: n[len(prefix):] if n.startswith(prefix) else None,
+                     DOWNLOAD_REQUIRED, progress=progress)
     archive.unlink()
-    if not (root / "wnids.txt").is_file():
-        raise DataError(root, "the zip did not hold tiny-imagenet-200/wnids.txt", f"check the URL {url}")
     return root

@@ -5,8 +5,10 @@
 """
 
 from rtsseg.models.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from rtsseg.models.registry import build_backbone, list_backbones, pretrained_weights, register_backbone
+from rtsseg.models.registry import (build_backbone, list_backbones, pretrained_weights, register_backbone,
+                                    register_command_line_backbone)
 from rtsseg.models.weights import WeightsError
 
-__all__ = ["Backbone", "build_backbone", "list_backbones", "pretrained_weights", "register_backbone", "WeightsError",
+__all__ = ["Backbone", "build_backbone", "list_backbones", "pretrained_weights", "register_backbone",
+           "register_command_line_backbone", "WeightsError",
            "IMAGENET_MEAN", "IMAGENET_STD"]

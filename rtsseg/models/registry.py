@@ -105,16 +105,24 @@ def register_backbone(name: str, factory: Callable[..., torch.nn.Module], profil
     _REGISTRY[name] = BackboneSpec(lambda tag, **kwargs: factory(**kwargs), profile=profile)
 
 
-def _import_spec(name: str) -> BackboneSpec:
-    """``"package.module:callable"``: a backbone factory importable by name (subprocess and torchrun tests)."""
+def register_command_line_backbone(name: str) -> str:
+    """Make a ``"package.module:callable"`` factory named **on a command line** (``--backbone
+    model_fakes:TinyBackbone``: subprocess and torchrun tests, experiments) buildable under that name; a plain
+    name is returned unchanged. Only a command-line entry point calls this: a name read from a file (checkpoint,
+    run config, index, notebook parameter) never imports anything, :func:`build_backbone` refuses every name
+    that is not registered (issue: a checkpoint naming ``subprocess:run`` would otherwise run it)."""
+    if ":" not in name or name in _REGISTRY:
+        return name
     import importlib
 
     module, attr = name.split(":", 1)
     try:
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
-        raise KeyError(f"cannot import backbone factory {name!r} ({err}); known names: {list_backbones()}") from err
-    return BackboneSpec(lambda tag, **kwargs: factory(**kwargs), profile="test")
+        raise KeyError(f"--backbone {name!r}: cannot import the factory ({err}). Fix: a registered name "
+                       f"({', '.join(list_backbones())}) or an importable module:callable") from err
+    register_backbone(name, factory)
+    return name
 
 
 def list_backbones(profile: str | None = None) -> list[str]:
@@ -149,11 +157,11 @@ def build_backbone(name: str, weights: str | os.PathLike | None = None, **kwargs
 
 
 def _spec(name: str) -> BackboneSpec:
-    if name not in _REGISTRY and ":" in name:
-        return _import_spec(name)
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown backbone {name!r}; known: {list_backbones()}")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        hint = (" (a module:callable factory is imported only when a command line names it, never from a file)"
+                if isinstance(name, str) and ":" in name else "")
+        raise KeyError(f"unknown backbone {name!r}{hint}; known: {list_backbones()}")
     return _REGISTRY[name]
 
 
-__all__ = ["build_backbone", "list_backbones", "register_backbone", "pretrained_weights", "BackboneSpec", "WeightsError"]
+__all__ = ["build_backbone", "list_backbones", "register_backbone", "register_command_line_backbone", "pretrained_weights", "BackboneSpec", "WeightsError"]

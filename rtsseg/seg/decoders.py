@@ -161,6 +161,8 @@ def build_decoder(config: dict) -> nn.Module:
     config = dict(config)
     kind = config.pop("kind")
     if kind == "linear":
+        if set(config) != {"in_dims", "num_classes"}:  # a stored config holds exactly these
+            raise ValueError(f"linear decoder config has keys {sorted(config)}, expected ['in_dims', 'num_classes']")
         return LinearDecoder(config["in_dims"], config["num_classes"])
     if kind in ("mlp", "attention", "control"):
         return MLPDecoder(**config, kind=kind)

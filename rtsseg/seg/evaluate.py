@@ -64,6 +64,26 @@ def evaluate(checkpoint: str, data: str, split: str, dataset: str = "camvid", ba
     from rtsseg.seg.probe import evaluate_segmentation
     from rtsseg.seg.train import load_segmenter
 
+    # The device is checked before the checkpoint is read: an unknown string or a GPU this machine lacks would
+    # otherwise end in torch's traceback after the backbone was built.
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device. Fix: --device cpu, --device cuda or --device cuda:N"
+                         ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device}: this machine has no CUDA GPU. Fix: --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}. "
+                             f"Fix: --device cuda:0")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: this machine has no Apple MPS GPU. Fix: --device cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device}: evaluation runs on cpu, cuda or mps. Fix: --device cpu")
+
     model, config = load_segmenter(checkpoint, expect_backbone=backbone)
     ds, names = _dataset(dataset, Path(data), split, config.get("input_size"))
     k = config["decoder"]["num_classes"]

@@ -82,8 +82,10 @@ def split_datasets(dataset: str, data_root: Path, input_size: Sequence[int], max
         held = [held[i] for i in evenly_spaced(len(held), max(1, round(max_train * holdout_fraction)))]
     val_idx = evenly_spaced(len(val), max_val)
     sets = {"fit": Subset(train, fit), "holdout": Subset(train, held), "val": Subset(val, val_idx)}
+    files = {"train": train.fingerprint(), "val": val.fingerprint()}  # the data, not its folder: part of every run
     pre = {k: {"dataset": dataset, "split": "train" if k != "val" else "val", "indices": ix,
-               "input_size": list(input_size)} for k, ix in (("fit", fit), ("holdout", held), ("val", val_idx))}
+               "input_size": list(input_size), "data": files["train" if k != "val" else "val"]}
+           for k, ix in (("fit", fit), ("holdout", held), ("val", val_idx))}
     return sets, names, pre
 
 

@@ -224,7 +224,7 @@ def evaluate_store(decoder: nn.Module, store: OutputStore, num_classes: int, bat
 
 
 def _update(decoder: nn.Module, opt, sched, ce: torch.Tensor, attention_loss_weight: float,
-            fractions: Callable[[], torch.Tensor]) -> tuple[float, float]:
+            fractions: Callable[[], torch.Tensor], scaler=None) -> tuple[float, float]:
     """One optimiser and scheduler step on ``ce + w * attention_supervision_loss(decoder.last_affinity, F)``, the
     attention term (and the token class fractions ``F = fractions()``, [b, K, h, w]) only when ``w > 0``; shared
     by the frozen-backbone and the fine-tuning loops. Returns the two terms as floats (for the history)."""
@@ -235,8 +235,13 @@ def _update(decoder: nn.Module, opt, sched, ce: torch.Tensor, attention_loss_wei
         attn = attention_supervision_loss(decoder.last_affinity, fractions())
         loss = ce + attention_loss_weight * attn
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:  # rtsseg.precision.grad_scaler: fp16 scales the loss; bf16 / fp32 pass through
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     sched.step()
     return float(ce.detach()), float(attn.detach())
 
@@ -274,18 +279,22 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
     history: list[dict] = []
     best: tuple[float, dict | None] = (-1.0, None)
     best_epoch, start_epoch = 0, 0
-    from rtsseg.precision import autocast, autocast_dtype
+    from rtsseg.precision import autocast, autocast_dtype, grad_scaler, precision_name
     from rtsseg.rundir import code_digest as digest, open_run
 
     device = torch.device(device)
     decoder = decoder.to(device)
     dtype = autocast_dtype(amp, device)
+    scaler = grad_scaler(device, dtype)
+    identity["precision"] = precision_name(dtype)  # a bf16 run and an fp32 run are different results
     run = open_run(run_parent, identity, digest("rtsseg.seg"), restart=restart) if run_parent is not None else None
     try:
         state = run.load(map_location=str(device)) if run is not None else None
         if state is not None:
             decoder.load_state_dict(state["decoder"])
             opt.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             sched.load_state_dict(state["scheduler"])
             generator.set_state(state["generator"].cpu())  # loaded onto the GPU with the checkpoint
             history = json.loads(state["history_json"])
@@ -309,7 +318,8 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                     m = m[:, ::label_stride, ::label_stride]
                     ce = ce + F.cross_entropy(up, m, ignore_index=ignore_index) * (lg.shape[0] / logits.shape[0])
                 ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight, lambda: torch.cat(
-                    [token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index) for _, m in groups]))
+                    [token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index) for _, m in groups]),
+                    scaler)
                 sums[0] += ce
                 sums[1] += attn
                 n += 1
@@ -321,7 +331,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 best = (val_miou, {k: v.detach().clone() for k, v in decoder.state_dict().items()})
                 best_epoch = epoch + 1
             if run is not None:
-                run.save({"decoder": decoder.state_dict(), "optimizer": opt.state_dict(),
+                run.save({"decoder": decoder.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                           "scheduler": sched.state_dict(), "generator": generator.get_state(),
                           "history_json": json.dumps(history), "epoch": epoch + 1,
                           "best_miou": best[0], "best_state": best[1], "best_epoch": best_epoch})
@@ -364,6 +374,24 @@ class Segmenter(nn.Module):
 SEGMENTER_FORMAT = "rtsseg-segmenter-1"
 
 
+#: The backbone kwargs a segmentation checkpoint may carry: architecture sizes (integers, or lists of integers),
+#: never code or file paths (timm's ``create_model`` also takes ``checkpoint_path=``, ``pretrained=`` and
+#: ``pretrained_cfg_overlay=``, which read files or download).
+FILE_BACKBONE_KWARGS = ("img_size", "patch_size", "embed_dim", "depth", "depths", "num_heads", "window_size")
+
+
+def _size_kwargs_problem(kwargs) -> dict | str | None:
+    """What in ``kwargs`` a checkpoint may not set (see :data:`FILE_BACKBONE_KWARGS`), or None."""
+    def is_size(v) -> bool:
+        ints = v if isinstance(v, (list, tuple)) else [v]
+        return all(isinstance(i, int) and not isinstance(i, bool) for i in ints)
+
+    if not isinstance(kwargs, dict):
+        return f"{type(kwargs).__name__}, not a dict"
+    bad = {k: v for k, v in kwargs.items() if k not in FILE_BACKBONE_KWARGS or not is_size(v)}
+    return bad or None
+
+
 def save_segmenter(path: str | os.PathLike, backbone: nn.Module, backbone_kwargs: dict, decoder: nn.Module,
                    config: dict, vit_blocks: list[int] | None = None) -> Path:
     """Everything to rebuild backbone + decoder in one file (``torch.load(weights_only=True)``-safe): the
@@ -371,6 +399,10 @@ def save_segmenter(path: str | os.PathLike, backbone: nn.Module, backbone_kwargs
     and ``config`` (data set, class names, input size, training parameters, scores)."""
     from rtsseg.checkpoint import save_checkpoint
 
+    bad = _size_kwargs_problem(backbone_kwargs)
+    if bad:  # load_segmenter would refuse the file: fail now, at the writer
+        raise ValueError(f"save_segmenter: backbone_kwargs {bad} are not architecture sizes a checkpoint may carry "
+                         f"({', '.join(FILE_BACKBONE_KWARGS)}). Fix: rebuild the backbone from its registry name")
     return save_checkpoint({"format": SEGMENTER_FORMAT, "backbone_name": backbone.name,
                             "backbone_kwargs_json": json.dumps(backbone_kwargs),
                             "backbone_state": backbone.state_dict(), "decoder_config_json": json.dumps(decoder.config),
@@ -386,7 +418,7 @@ def load_segmenter(path: str | os.PathLike, expect_backbone: str | None = None) 
     do not fit the backbone it names."""
     from rtsseg.checkpoint import load_checkpoint
     from rtsseg.errors import CheckpointError
-    from rtsseg.models import build_backbone
+    from rtsseg.models import build_backbone, list_backbones
     from rtsseg.seg.decoders import build_decoder
 
     path = Path(path)
@@ -395,7 +427,7 @@ def load_segmenter(path: str | os.PathLike, expect_backbone: str | None = None) 
 
         raise MissingDataError(path, "pass the decoder checkpoint written by the segmentation step "
                                "(runs/<profile>/segmentation/.../segmenter.pt)", problem="no checkpoint")
-    ck = load_checkpoint(path)
+    ck = load_checkpoint(path, fix="pass a segmenter.pt written by the segmentation step (rtsseg.seg.train.save_segmenter)")
     if not isinstance(ck, dict) or ck.get("format") != SEGMENTER_FORMAT:
         keys = sorted(ck)[:6] if isinstance(ck, dict) else type(ck).__name__
         raise CheckpointError(path, f"not a segmentation checkpoint (keys {keys}; a backbone or pretraining "
@@ -404,14 +436,29 @@ def load_segmenter(path: str | os.PathLike, expect_backbone: str | None = None) 
     if expect_backbone is not None and name != expect_backbone:
         raise CheckpointError(path, f"decoder trained on backbone {name!r}, not {expect_backbone!r}",
                               f"pass a checkpoint of {expect_backbone!r} or drop --backbone")
+    # Nothing read from the file selects code: the backbone must be a registered name (a "module:callable"
+    # would be imported and called), its kwargs the few sizes a registered factory takes, the decoder a known kind.
+    if not isinstance(name, str) or name not in list_backbones() + list_backbones("test"):
+        raise CheckpointError(path, f"it names backbone {name!r}, which is not a registered backbone (known: "
+                              f"{', '.join(list_backbones())})", "do not use this file: pass a segmenter.pt written "
+                              "by the segmentation step (rtsseg.seg.train.save_segmenter)")
     kwargs = json.loads(ck["backbone_kwargs_json"])
+    bad = _size_kwargs_problem(kwargs)
+    if bad:
+        raise CheckpointError(path, f"backbone kwargs {bad} are not among the sizes a checkpoint may set "
+                              f"({', '.join(FILE_BACKBONE_KWARGS)}: integers)", "do not use this file: pass a "
+                              "segmenter.pt written by the segmentation step")
     backbone = build_backbone(name, **kwargs)
     try:
         backbone.load_state_dict(ck["backbone_state"])
     except RuntimeError as err:
         raise CheckpointError(path, f"its backbone weights do not fit {name!r} (weights of another backbone?): "
                               f"{str(err).splitlines()[0]}", "retrain the decoder with this backbone") from err
-    decoder = build_decoder(json.loads(ck["decoder_config_json"]))
+    try:
+        decoder = build_decoder(json.loads(ck["decoder_config_json"]))
+    except (KeyError, TypeError, ValueError) as err:  # an unknown kind or argument: never imported, refused
+        raise CheckpointError(path, f"its decoder config does not build a known decoder ({err})",
+                              "pass a segmenter.pt written by the segmentation step") from err
     try:
         decoder.load_state_dict(ck["decoder_state"])
     except RuntimeError as err:
@@ -433,7 +480,7 @@ def finetune_segmenter(backbone: nn.Module, decoder: nn.Module, loader: Iterable
     the backbone in train mode at ``lr · backbone_lr_scale`` (poly schedule for both). With
     ``attention_loss_weight`` > 0 the attention-supervision loss acts on Ā, so its gradient reaches the
     backbone's attention heads. Returns (the :class:`Segmenter`, history per epoch: epoch, ce, attn_loss)."""
-    from rtsseg.precision import autocast, autocast_dtype
+    from rtsseg.precision import autocast, autocast_dtype, grad_scaler
     from rtsseg.seg.affinity import backbone_outputs
     from rtsseg.seg.decoders import token_class_fractions
 
@@ -448,6 +495,7 @@ def finetune_segmenter(backbone: nn.Module, decoder: nn.Module, loader: Iterable
                             weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: poly_lr(s, total))
     dtype = autocast_dtype(amp, device)
+    scaler = grad_scaler(device, dtype)
     history = []
     for epoch in range(epochs):
         backbone.train(), decoder.train()
@@ -460,7 +508,7 @@ def finetune_segmenter(backbone: nn.Module, decoder: nn.Module, loader: Iterable
             ce = F.cross_entropy(strided_logits(logits, masks.shape[-2:], label_stride),
                                  masks[:, ::label_stride, ::label_stride], ignore_index=ignore_index)
             ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight,
-                               lambda: token_class_fractions(masks, num_classes, out.grid, ignore_index))
+                               lambda: token_class_fractions(masks, num_classes, out.grid, ignore_index), scaler)
             sums[0], sums[1], n = sums[0] + ce, sums[1] + attn, n + 1
         history.append({"epoch": epoch + 1, "ce": sums[0] / max(n, 1), "attn_loss": sums[1] / max(n, 1)})
     return Segmenter(backbone, decoder.eval(), vit_blocks).eval(), history

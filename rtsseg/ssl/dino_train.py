@@ -285,7 +285,7 @@ def evaluate_dino(
 def pretrain_dino(cfg: DinoConfig) -> Path:
     """Train (or resume) a DINO run; return its run folder (holding ``checkpoint.pt`` and ``history.csv``)."""
     from rtsseg.config import runs_root, seed_everything
-    from rtsseg.ssl.train import build_knn_monitor, load_training_images
+    from rtsseg.ssl.train import build_knn_monitor, load_training_images, run_config
 
     info = D.init_from_env(cfg.device)
     if cfg.num_threads:
@@ -293,7 +293,8 @@ def pretrain_dino(cfg: DinoConfig) -> Path:
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
     parent = Path(cfg.run_parent) if cfg.run_parent else runs_root() / "dino" / cfg.backbone
-    run = open_run(parent, identity_config(cfg), code_digest(*CODE), restart=cfg.restart, primary=info.is_main)
+    run = open_run(parent, run_config(identity_config(cfg), cfg, info.device), code_digest(*CODE), restart=cfg.restart,
+                   primary=info.is_main)
     try:
         run_dir = _train(cfg, run, info, seed_everything, build_knn_monitor, load_training_images)
     except BaseException:
@@ -488,9 +489,21 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = config_from_args(DinoConfig, list(sys.argv[1:] if argv is None else argv), "DINO pretraining",
                            "python -m rtsseg.ssl.dino_train")
+    try:  # the one place a module:callable backbone may be named: this command line, never a file
+        from rtsseg.models import register_command_line_backbone
+
+        register_command_line_backbone(cfg.backbone)
+    except KeyError as err:
+        print(f"python -m rtsseg.ssl.dino_train: error: {err.args[0]}", file=sys.stderr)
+        return 2
+    from rtsseg.errors import DataError
+
     rank = int(os.environ.get("RANK", "0"))
     try:
         run_dir = pretrain_dino(cfg)
+    except (DataError, ValueError) as err:  # one line naming the path or parameter and the fix
+        print(f"python -m rtsseg.ssl.dino_train: error: {err}", file=sys.stderr)
+        return 1
     finally:
         D.cleanup()
     if rank == 0:

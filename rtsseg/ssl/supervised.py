@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from rtsseg.checkpoint import rng_state, set_rng_state
 from rtsseg.models import build_backbone
-from rtsseg.precision import AMP_CHOICES, autocast, autocast_dtype
+from rtsseg.precision import AMP_CHOICES, autocast, autocast_dtype, grad_scaler, precision_name
 from rtsseg.rundir import code_digest, open_run
 from rtsseg.sampling import epoch_permutation, step_generator
 from rtsseg.schedule import cosine_scheduler
@@ -232,6 +232,37 @@ def _cache(cfg: SupervisedConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else runs_root() / "cache"
 
 
+def tensor_fingerprint(data) -> dict:
+    """sha256 of the tensors a run was handed (``images``, ``labels``, ``boxes`` where present): the data
+    identity of a run trained on tensors rather than on the data set's files (tests, experiments)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("images", "labels", "boxes"):
+        t = getattr(data, name, None)
+        if t is not None:
+            t = torch.as_tensor(t).contiguous()
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode() + t.numpy().tobytes())
+    return {"tensors_sha256": h.hexdigest()[:16], "n": len(data.images)}
+
+
+def data_fingerprint(cfg: SupervisedConfig, data=None, val_data=None) -> dict:
+    """The data of a supervised run (part of its identity): the Tiny-ImageNet train and val files it reads
+    (:meth:`rtsseg.data.tinyimagenet.TinyImageNet.fingerprint`), or the tensors it was handed."""
+    from rtsseg.data.tinyimagenet import TinyImageNet
+
+    out = {}
+    if data is not None:
+        out["train"] = tensor_fingerprint(data)
+    else:
+        out["train"] = TinyImageNet(_tiny_root(cfg), "train").fingerprint(cfg.max_images_per_class)
+    if val_data is not None:
+        out["val"] = tensor_fingerprint(val_data)
+    elif cfg.val_per_class > 0:
+        out["val"] = TinyImageNet(_tiny_root(cfg), "val").fingerprint(cfg.val_per_class)
+    return out
+
+
 def _load_split(cfg: SupervisedConfig, split: str, per_class: int | None):
     from rtsseg.data.tinyimagenet import load_tensors
 
@@ -279,6 +310,7 @@ def train_supervised(
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = torch.device(cfg.device) if cfg.device else default_device()
+    fingerprint = data_fingerprint(cfg, data, val_data)  # before the defaults fill in: files, or tensors handed in
     data = data if data is not None else _load_split(cfg, "train", cfg.max_images_per_class)
     images, labels = data.images, data.labels.long()
     if images.dim() != 4 or images.shape[1] != 3 or len(images) != len(labels) or len(images) == 0:
@@ -291,7 +323,9 @@ def train_supervised(
         val_data = _load_split(cfg, "val", cfg.val_per_class)
     attn = _attention_parts() if cfg.attn_loss_weight > 0 else None
 
-    with open_run(cfg.parent(), cfg.identity(), cfg.code(), restart=cfg.restart) as run:
+    identity = {**cfg.identity(), "precision": precision_name(autocast_dtype(cfg.amp, device)),
+                "data_fingerprint": fingerprint}
+    with open_run(cfg.parent(), identity, cfg.code(), restart=cfg.restart) as run:
         torch.manual_seed(cfg.seed)
         backbone = build_backbone(cfg.backbone).to(device)
         memory_format = getattr(backbone, "memory_format", torch.contiguous_format)  # NHWC for conv nets
@@ -300,6 +334,7 @@ def train_supervised(
         groups = lars_param_groups(nn.ModuleList([backbone, classifier]), cfg.weight_decay)
         optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=cfg.lr)
         amp_dtype = autocast_dtype(cfg.amp, device)
+        scaler = grad_scaler(device, amp_dtype)  # fp16 (a GPU without bf16): scaled loss; else a pass-through
         steps_per_epoch = math.ceil(len(images) / cfg.batch_size)
         total = cfg.epochs * steps_per_epoch
         lr_at = cosine_scheduler(cfg.lr, 0.0, total, round(cfg.warmup_epochs * steps_per_epoch))
@@ -310,6 +345,8 @@ def train_supervised(
             backbone.load_state_dict(state["backbone"])
             classifier.load_state_dict(state["classifier"])
             optimizer.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
             start_epoch, wall_offset = int(state["epoch"]), float(state["wall_s"])
             run.truncate_history("history.csv", lambda r: int(r["epoch"]) <= start_epoch)
@@ -347,8 +384,9 @@ def train_supervised(
                 ce = F.cross_entropy(logits.float(), y)
                 loss = ce + cfg.attn_loss_weight * attn_loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 n = len(idx)
                 sums["loss"] += loss.item() * n
                 sums["ce_loss"] += ce.item() * n
@@ -363,7 +401,8 @@ def train_supervised(
                    "train_acc": sums["correct"] / len(images), "val_top1": val, "lr": lr,
                    "wall_s": time.perf_counter() - t0}
             run.save({"backbone": backbone.state_dict(), "classifier": classifier.state_dict(),
-                      "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "step": row["step"],
+                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                      "step": row["step"],
                       "num_classes": num_classes, "rng": rng_state(), "wall_s": row["wall_s"],
                       "backbone_name": cfg.backbone})
             run.append_history("history.csv", row, HISTORY_FIELDS)

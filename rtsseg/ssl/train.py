@@ -11,8 +11,8 @@
 - Optimisation: ``optimizer="lars"`` (conv nets; the official recipe) or ``"adamw"`` (transformers, as DINO and
   MoCo v3), learning rates from :func:`rtsseg.schedule.cosine_scheduler` (warmup, cosine to 0.001 x peak);
   CLS token, position embeddings, biases and norms get neither weight decay nor LARS adaptation (timm inits
-  the CLS token at std 1e-6, which LARS's trust ratio would keep frozen). bf16 autocast by default where the
-  hardware has bf16 matrix units (:mod:`rtsseg.precision`: CUDA, AMX/AVX512-BF16 CPUs); the loss, BatchNorm
+  the CLS token at std 1e-6, which LARS's trust ratio would keep frozen). mixed precision by measurement
+  (:mod:`rtsseg.precision`: bf16 where a probe finds it faster than fp32 by a margin, fp16 on CUDA without bf16); the loss, BatchNorm
   statistics and the optimizer state stay fp32. Channels-last on CUDA. DDP over gloo (CPU) or nccl (CUDA); the projector's BatchNorms and the loss use
   global-batch statistics (see :mod:`rtsseg.ssl.distributed`); ``sync_bn`` converts the backbone's
   BatchNorms to SyncBatchNorm (CUDA only).
@@ -110,7 +110,7 @@ class PretrainConfig:
     seed: int = 0
     run_parent: str | None = None  # runs go to <run_parent>/<identity>; default runs_root()/pretrain/<backbone>
     device: str | None = None  # "cpu" | "cuda" (default: cuda if available)
-    amp: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 units, else fp32) | "bf16" | "fp16" | "none"
+    amp: str = "auto"  # "auto" (rtsseg.precision: bf16 where measured faster, fp16 on CUDA without bf16) | "bf16" | "fp16" | "none"
     channels_last: bool = True  # on CUDA, and for conv backbones (Backbone.memory_format) on CPU too
     sync_bn: bool = False  # backbone BatchNorm -> SyncBatchNorm (CUDA, more than one rank)
     num_threads: int | None = None
@@ -177,6 +177,32 @@ def load_training_images(cfg: PretrainConfig) -> torch.Tensor:
 
         return load_tensors(_tiny_imagenet_root(cfg), "train", cfg.max_images_per_class, _cache_dir(cfg)).images
     raise ValueError(f"unknown data {cfg.data!r}: use 'tinyimagenet' or 'synthetic'")
+
+
+def data_fingerprint(cfg) -> dict:
+    """The data a pretraining run reads (part of its identity, :mod:`rtsseg.data.fingerprint`): the training
+    images, the k-NN monitor's bank (first ``knn_train_per_class`` train images per class) and its queries
+    (first ``knn_val_per_class`` val images per class), from one listing of each split. Another data set (2 or
+    3 images per class, a changed label file) is another run; the same files in another folder are the same run.
+    Synthetic data is fully described by the config."""
+    if cfg.data == "synthetic":
+        return {"dataset": "synthetic"}
+    from rtsseg.data.tinyimagenet import TinyImageNet
+
+    root = _tiny_imagenet_root(cfg)
+    train, val = TinyImageNet(root, "train"), TinyImageNet(root, "val")
+    return {"train": train.fingerprint(cfg.max_images_per_class), "knn_bank": train.fingerprint(cfg.knn_train_per_class),
+            "knn_queries": val.fingerprint(cfg.knn_val_per_class)}
+
+
+def run_config(identity: dict, cfg, device) -> dict:
+    """What a run's identity hashes: ``identity`` (the config fields that shape the result), the precision
+    ``cfg.amp`` resolves to on ``device`` (a bf16 run and an fp32 run are different results) and the data
+    fingerprint. Shared by the Barlow Twins and DINO trainers."""
+    from rtsseg.precision import precision_name
+
+    return {**identity, "precision": precision_name(autocast_dtype(cfg.amp, device)),
+            "data_fingerprint": data_fingerprint(cfg)}
 
 
 def build_knn_monitor(cfg: PretrainConfig) -> KNNMonitor:
@@ -262,6 +288,12 @@ def _diagnose_nonfinite(out: dict, v1: torch.Tensor, v2: torch.Tensor, model: nn
     }
 
 
+def epoch_train_loss(run: Run, epoch: int) -> float:
+    """Mean training loss of ``epoch`` (1-based) over its rows of ``steps.csv``."""
+    rows = [float(r["loss"]) for r in run.read_history("steps.csv") if int(r["epoch"]) == epoch]
+    return float(np.mean(rows)) if rows else float("nan")
+
+
 # -------------------------------------------------------------------------------------- training
 def pretrain(cfg: PretrainConfig, on_step: Callable[[int], None] | None = None) -> Path:
     """Train (or resume, or skip when finished) the Barlow Twins run of ``cfg``; return its run folder.
@@ -275,7 +307,7 @@ def pretrain(cfg: PretrainConfig, on_step: Callable[[int], None] | None = None) 
         torch.set_num_threads(cfg.num_threads)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
-    run = open_run(cfg.parent(), cfg.identity(), code_digest(*CODE_MODULES), restart=cfg.restart,
+    run = open_run(cfg.parent(), run_config(cfg.identity(), cfg, info.device), code_digest(*CODE_MODULES), restart=cfg.restart,
                    primary=info.is_main)
     D.barrier()  # rank 0 has created (or wiped) the folder
     try:
@@ -379,7 +411,7 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
     if step == 0:
         epoch_end(0, 0, float("nan"))
 
-    perm_epoch, perm, epoch_losses = -1, None, []
+    perm_epoch, perm = -1, None
     bar = tqdm(total=total_steps, initial=step, desc="pretrain", disable=not (cfg.progress and info.is_main))
     model.train()
     while step < total_steps:
@@ -410,7 +442,6 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
         scaler.step(optimizer)
         scaler.update()
         step += 1
-        epoch_losses.append(loss.item())
         if info.is_main:
             run.append_history("steps.csv", {
                 "step": step, "epoch": epoch + 1, "loss": loss.item(), "on_diag": out["on_diag"].item(),
@@ -420,8 +451,9 @@ def _pretrain(cfg: PretrainConfig, run: Run, info: D.DistInfo, seed_everything, 
         if on_step is not None:
             on_step(step)
         if step % steps_per_epoch == 0:
-            epoch_end(epoch + 1, step, float(np.mean(epoch_losses)) if epoch_losses else float("nan"))
-            epoch_losses = []
+            # the epoch's mean from steps.csv (rank 0's values), not from this process's memory: a run resumed
+            # mid-epoch logs the same mean as an uninterrupted one (its first steps ran before the resume)
+            epoch_end(epoch + 1, step, epoch_train_loss(run, epoch + 1) if info.is_main else float("nan"))
             save(step)
         elif cfg.save_every_steps and step % cfg.save_every_steps == 0:
             save(step)
@@ -441,6 +473,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = config_from_args(PretrainConfig, list(sys.argv[1:] if argv is None else argv),
                            "Barlow Twins pretraining (also under torchrun: -m rtsseg.ssl.train)", "rtsseg pretrain")
+    try:  # the one place a module:callable backbone may be named: this command line, never a file
+        from rtsseg.models import register_command_line_backbone
+
+        register_command_line_backbone(cfg.backbone)
+    except KeyError as err:
+        print(f"rtsseg pretrain: error: {err.args[0]}", file=sys.stderr)
+        return 2
     try:
         run_dir = pretrain(cfg)
     except (DataError, ValueError) as err:
