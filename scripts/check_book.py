@@ -7,7 +7,10 @@ Checks, per page (after MathJax has typeset): a broken image; an error output (a
 output; a table wider than the text column; a raw ``\\(`` / ``\\[`` / ``$$`` outside code (maths not rendered);
 an absolute path in an output (print paths with rtsseg.book.rel); an unresolved citation or cross-reference (``{cite}`` left as text, a reference rendered without a link, a
 ``[key]`` that sphinxcontrib-bibtex could not find); a run record
-with a ``+dirty`` commit; a request to the network (the book must work offline).
+with a ``+dirty`` commit; a request to the network (the book must work offline); an edition's placeholder
+("not run in this edition") inside a sentence; pandas' truncation ("N rows × M columns", "…" rows, cells cut
+with "..."), column labels mangled by duplicate names ("linear.1"); an unrendered glue key; float noise
+("26.299999"); a table captioned "Fig."; an image that shows (almost) nothing (an empty figure).
 A screenshot of each page goes to ``book/_build/screenshots/``. Exit status 1 when any page has a problem.
 
 Chromium is driven over the DevTools protocol (``websocket-client``); Debian's package is ``chromium``.
@@ -76,6 +79,61 @@ CHECK_JS = r"""
   }
   for (const el of article.querySelectorAll('span.cite, .citation-reference')) {
     if (!el.closest('a') && !el.querySelector('a')) problems.push('unresolved citation: ' + text(el));
+  }
+  // An edition's placeholder is fine alone in a table cell, not inside a sentence ("differs by *not run* mIoU").
+  for (const em of article.querySelectorAll('em')) {
+    if (!/not run in this edition/.test(em.textContent)) continue;
+    const block = em.closest('p, li, dd');
+    if (!block || block.closest('td, th')) continue;
+    const rest = (block.textContent || '').replace(em.textContent, '').replace(/[\s.,;:()\u2013\u2014-]/g, '');
+    if (rest.length > 0) problems.push('placeholder inside a sentence: ' + text(block));
+  }
+  // pandas' truncated repr: "856 rows × 6 columns" under a table, or a row/column of "…" cells.
+  for (const el of article.querySelectorAll('p, div, span')) {
+    if (el.children.length) continue;
+    const m = (el.textContent || '').match(/^\s*\d+ rows × \d+ columns\s*$/);
+    if (m) problems.push('pandas truncated a table: ' + m[0].trim());
+  }
+  for (const row of article.querySelectorAll('tr')) {
+    const cells = [...row.querySelectorAll('td, th')].map(c => (c.textContent || '').trim());
+    if (cells.length > 1 && cells.filter(c => c === '...' || c === '…').length >= Math.max(2, cells.length - 1))
+      problems.push('pandas truncation row ("…") in a table: ' + text(row));
+  }
+  for (const cell of article.querySelectorAll('td, th')) {
+    const t = (cell.textContent || '').trim();
+    if (/\S(\.\.\.|…)$/.test(t)) problems.push('table cell cut short: ' + t.slice(0, 60));
+    if (cell.tagName === 'TH' && /^[A-Za-z][\w ]*[A-Za-z_]\.\d+$/.test(t)) problems.push('mangled column label (duplicate names?): ' + t);
+  }
+  // A glue key that did not render, and float noise such as 26.299999.
+  for (let n = document.createTreeWalker(article, NodeFilter.SHOW_TEXT), t = n.nextNode(); t; t = n.nextNode()) {
+    if (t.parentElement.closest('pre, code, script, style, .highlight, mjx-container, .MathJax')) continue;
+    const v = t.nodeValue;
+    const g = v.match(/\{glue:[a-z]*\}`?[\w.-]*|application\/papermill\.record/);
+    if (g) problems.push('unrendered glue: ' + g[0]);
+    const f = v.match(/\d+\.\d*(9{5,}|0{5,})\d*/);
+    if (f) problems.push('unrounded number: ' + f[0]);
+  }
+  // A table is captioned as a table, not as a figure.
+  for (const fig of article.querySelectorAll('figure, div.figure')) {
+    const num = fig.querySelector('.caption-number');
+    if (num && fig.querySelector('table') && !fig.querySelector('img') && /^Fig/.test(num.textContent.trim()))
+      problems.push('a table captioned as a figure: ' + text(num.parentElement || num));
+  }
+  // An image that loaded but shows (almost) nothing: an empty figure.
+  for (const img of document.images) {
+    if (!img.complete || img.naturalWidth === 0) continue;
+    try {
+      const c = document.createElement('canvas');
+      const w = c.width = Math.min(img.naturalWidth, 400), h = c.height = Math.min(img.naturalHeight, 400);
+      const ctx = c.getContext('2d');
+      ctx.drawImage(img, 0, 0, w, h);
+      const d = ctx.getImageData(0, 0, w, h).data;
+      const bg = [d[0], d[1], d[2]];
+      let ink = 0;
+      for (let i = 0; i < d.length; i += 4)
+        if (d[i + 3] > 0 && Math.abs(d[i] - bg[0]) + Math.abs(d[i + 1] - bg[1]) + Math.abs(d[i + 2] - bg[2]) > 60) ink++;
+      if (w * h > 400 && ink / (w * h) < 0.003) problems.push('empty figure: ' + (img.getAttribute('src') || '').slice(0, 120));
+    } catch (e) { /* a cross-origin image cannot be read: nothing to say */ }
   }
   return problems;
 })()

@@ -31,8 +31,17 @@ def test_check_book_catches_defects(tmp_path):
     (html / "sub").mkdir(parents=True)
     (html / "_static").mkdir()
     (html / "dot.png").write_bytes(PNG)
+    from PIL import Image, ImageDraw
+
+    Image.new("RGB", (200, 150), "white").save(html / "blank.png")  # a figure with nothing drawn
+    plot = Image.new("RGB", (200, 150), "white")
+    ImageDraw.Draw(plot).line([(10, 140), (60, 20), (120, 90), (190, 10)], fill="navy", width=4)
+    ImageDraw.Draw(plot).rectangle([20, 100, 60, 140], fill="orange")
+    plot.save(html / "plot.png")
     pages = {
-        "good.html": "<p>Fine: <img src='dot.png'> <code>\\(x\\)</code> in code is fine.</p><table><tr><td>1</td></tr></table>",
+        "good.html": "<p>Fine: <img src='dot.png'> <img src='plot.png'> <code>\\(x\\)</code> in code is fine.</p>"
+                     "<table><tr><th>seed 0.5</th><td>1</td><td><em>not run in this edition</em></td></tr></table>"
+                     "<p><em>not run in this edition</em></p><p>0.30 and 1.005 are fine.</p>",
         "sub/image.html": "<img src='missing.png'>",
         "error.html": "<div class='cell_output'><div class='output traceback highlight-ipythontb'>Traceback</div></div>",
         "wide.html": "<table><tr>" + "<td>a_very_long_unbreakable_cell_content_xxxxxxxx</td>" * 12 + "</tr></table>",
@@ -40,6 +49,14 @@ def test_check_book_catches_defects(tmp_path):
         "path.html": "<div class='cell_output'><pre>saved to /work/wt/book/runs/x.pt</pre></div>",
         "dirty.html": "<table><tr><td>commit</td><td>abc123+dirty</td></tr></table>",
         "cite.html": "<p>As shown by {cite}`caron2021dino`. See <span class='xref std std-doc'>reproduce</span>.</p>",
+        "placeholder.html": "<p>It differs from its control by <em>not run in this edition</em> mIoU points.</p>",
+        "truncated.html": "<table><tr><th>a</th><th>b</th></tr><tr><td>...</td><td>...</td></tr>"
+                          "<tr><td>$RTSS...</td><td>1</td></tr></table><p>856 rows × 6 columns</p>",
+        "mangled.html": "<table><tr><th>linear.1</th><th>linear.2</th></tr><tr><td>1</td><td>2</td></tr></table>",
+        "glue.html": "<p>The loss is {glue:text}`ch02_loss` and the step 26.299999 s.</p>",
+        "tablefig.html": "<figure><table><tr><td>1</td></tr></table><figcaption><p><span class='caption-number'>"
+                         "Fig. 3 </span>A table.</p></figcaption></figure>",
+        "empty.html": "<img src='blank.png' width='200'>",
     }
     for name, body in pages.items():
         (html / name).write_text(_page(body))
@@ -55,6 +72,15 @@ def test_check_book_catches_defects(tmp_path):
     assert any("absolute path" in p for p in report["path.html"])
     assert any("+dirty" in p for p in report["dirty.html"])
     assert any("unresolved reference" in p for p in report["cite.html"])
+    assert any("placeholder inside a sentence" in p for p in report["placeholder.html"])
+    assert any("rows × 6 columns" in p for p in report["truncated.html"])
+    assert any("truncation row" in p for p in report["truncated.html"])
+    assert any("cut short" in p for p in report["truncated.html"])
+    assert any("mangled column label" in p for p in report["mangled.html"])
+    assert any("unrendered glue" in p for p in report["glue.html"])
+    assert any("unrounded number: 26.299999" in p for p in report["glue.html"])
+    assert any("captioned as a figure" in p for p in report["tablefig.html"])
+    assert any("empty figure" in p for p in report["empty.html"])
     assert (tmp_path / "shots" / "sub__image.png").stat().st_size > 0
     assert len(list((tmp_path / "shots").glob("*.png"))) == len(pages)
 
