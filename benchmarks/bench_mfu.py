@@ -287,7 +287,9 @@ def model_step(s: StepSetup, v1: torch.Tensor, v2: torch.Tensor, model: nn.Modul
     """Forward (autocast), backward, LARS step (through the GradScaler in fp16): the trainer's step without
     logging."""
     model = model or s.model
-    with torch.autocast(s.device.type, dtype=s.amp_dtype or torch.float32, enabled=s.amp_dtype is not None):
+    from rtsseg.precision import autocast
+
+    with autocast(s.device, s.amp_dtype):  # the trainers' own context (bf16 on CPU: SDPA on its math kernel)
         loss = model(v1, v2)["loss"]
     s.opt.zero_grad(set_to_none=True)
     if s.scaler is not None and s.scaler.is_enabled():

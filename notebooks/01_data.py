@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from matplotlib.patches import Patch
 
-from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
+from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
 from rtsseg.config import data_root as resolve_data_root, seed_everything
 from rtsseg.data import camvid, cocostuff, tinyimagenet
 from rtsseg.report import RunRecord, notebook_params

@@ -63,33 +63,26 @@ knn_val_per_class = 10
 num_threads = None  # None: torch's default
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.experiments import cache_dir, family_value, pretrain_dir
+from rtsseg.experiments import cache_dir, family_value, model_runs, pretrain_dir
+from rtsseg.findings import save_findings
+from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
-from rtsseg.ssl.plot import plot_augmented_pairs, plot_ccmatrix, plot_history
-from rtsseg.stats import mean_std
+from rtsseg.ssl import chapter as C
+from rtsseg.ssl.plot import plot_augmented_pairs, plot_history
 
 params = notebook_params(globals(), "02_pretrain_barlow_twins")
 record = RunRecord("02_pretrain_barlow_twins", params)
 figure_style()
 root = resolve_data_root(data_root)
-runs_of = [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
-
-
-def epochs_of(backbone: str) -> int:
-    return int(epochs_by_backbone.get(backbone, epochs))
-
-
-def optimizer_of(backbone: str) -> str:
-    return family_value(optimizer_by_family, backbone, "optimizer_by_family")
-
+runs_of = model_runs(backbones, main_backbone, seeds, other_seeds)
+opts = {b: family_value(optimizer_by_family, b, "optimizer_by_family") for b in backbones}
+main_name = C.main_of(main_backbone, backbones)
 
 # %% [markdown]
 # ## The two augmentation pipelines
@@ -102,12 +95,9 @@ def optimizer_of(backbone: str) -> str:
 # %%
 train = load_tensors(tinyimagenet_root(root), "train", max_per_class=max_images_per_class, cache_dir=cache_dir(),
                      progress=False)
-glue_result("bt_pool", len(train.images), ",d")
-glue_result("bt_classes", len(train.classes), "d")
-glue_result("bt_image_size", image_size, "d")
-glue_result("bt_chance", 100 / len(train.classes), ".2g")
-g = torch.Generator().manual_seed(seeds[0])
-picks = torch.randperm(len(train.images), generator=g)[:6]
+for name, text in C.pool_texts(len(train.images), len(train.classes), image_size).items():
+    glue_result(name, text)
+picks = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(seeds[0]))[:6]
 glue_figure("fig_bt_views", plot_augmented_pairs(train.images[picks], BarlowTwinsAugment(image_size), seed=seeds[0],
                                                  width=PAGE_WIDTH_IN))
 
@@ -124,17 +114,17 @@ glue_figure("fig_bt_views", plot_augmented_pairs(train.images[picks], BarlowTwin
 # when already complete.
 
 # %%
-runs, opts = {}, {}
+runs = {}
 for backbone, seed in runs_of:
     # every PretrainConfig field named like a parameter takes the parameter's value
-    opts[backbone] = optimizer_of(backbone)
     cfg = config_from(
-        PretrainConfig, params, backbone=backbone, seed=seed, epochs=epochs_of(backbone), optimizer=opts[backbone],
-        data_root=str(root), cache_dir=str(cache_dir()), run_parent=str(pretrain_dir(profile, backbone, seed)),
+        PretrainConfig, params, backbone=backbone, seed=seed, epochs=C.epochs_of(backbone, epochs, epochs_by_backbone),
+        optimizer=opts[backbone], data_root=str(root), cache_dir=str(cache_dir()),
+        run_parent=str(pretrain_dir(profile, backbone, seed)),
     )
     runs[backbone, seed] = pretrain(cfg)
     record.trained("barlow twins", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
-histories = {key: pd.read_csv(run / "history.csv") for key, run in runs.items()}
+histories = C.read_histories(runs)
 pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
 
 # %% [markdown]
@@ -146,27 +136,13 @@ pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.i
 # k-NN classifier (k = 20) on a fixed bank of train embeddings, scored on val; epoch 0 is the random init.
 
 # %%
-main_name = main_backbone if main_backbone in backbones else backbones[0]
-hist = {f"seed {s}": histories[b, s] for b, s in runs_of if b == main_name}
-glue_figure("fig_bt_history_main", plot_history(hist, title=f"{main_name} ({opts[main_name]})", width=PAGE_WIDTH_IN))
-others = [b for b in backbones if b != main_name]
-fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.4))
-for backbone in others:
-    for b, s in runs_of:
-        if b == backbone:
-            h = histories[b, s]
-            axes[0].plot(h["epoch"], h["loss"], marker="o", label=f"{b} seed {s} ({opts[b]})")
-            axes[1].plot(h["epoch"], 100 * h["knn_acc"], marker="o")
-axes[0].set(title="loss (monitor batch)", xlabel="epoch", yscale="log")
-axes[1].set(title="k-NN top-1 (val, %)", xlabel="epoch")
-for ax in axes:
-    ax.grid(alpha=0.3)
-if others:
-    fig.legend(loc="lower center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+glue_figure("fig_bt_history_main", plot_history(C.seed_histories(histories, main_name),
+                                                title=f"{main_name} ({opts[main_name]})", width=PAGE_WIDTH_IN))
+others = C.plot_other_backbones(histories, main_name, opts, width=PAGE_WIDTH_IN)
+if others is None:  # nothing to draw: the figure slot says why
+    glue_result("fig_bt_history_others", f"Only the main backbone, {main_name}, trained in this edition.")
 else:
-    fig.text(0.5, 0.5, "no other backbone in this run", ha="center", va="center")
-glue_figure("fig_bt_history_others", fig)
+    glue_figure("fig_bt_history_others", others)
 
 # %% [markdown]
 # ```{glue:figure} fig_bt_history_main
@@ -179,7 +155,8 @@ glue_figure("fig_bt_history_others", fig)
 # ```{glue:figure} fig_bt_history_others
 # :name: fig-bt-history-others
 #
-# The other backbones: monitor loss and k-NN top-1 on val per epoch.
+# The other backbones: monitor loss and k-NN top-1 on val per epoch (where only the main backbone trained, a
+# sentence says so instead).
 # ```
 
 # %% [markdown]
@@ -189,18 +166,7 @@ glue_figure("fig_bt_history_others", fig)
 # should approach 1 and the rest 0.
 
 # %%
-ncols = min(2, len(backbones))
-nrows = -(-len(backbones) // ncols)
-fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 3.6 * nrows), squeeze=False)
-for ax, backbone in zip(axes.flat, backbones):
-    seed = next(s for b, s in runs_of if b == backbone)
-    last = int(histories[backbone, seed]["epoch"].max())
-    c = torch.load(runs[backbone, seed] / f"ccmatrix_e{last}.pt", weights_only=True)
-    plot_ccmatrix(c, ax=ax, title=f"{backbone}, epoch {last}")
-for ax in list(axes.flat)[len(backbones):]:
-    ax.axis("off")
-fig.tight_layout()
-glue_figure("fig_bt_ccmatrix", fig)
+glue_figure("fig_bt_ccmatrix", C.plot_ccmatrices(runs, histories, backbones, width=PAGE_WIDTH_IN))
 
 # %% [markdown]
 # ```{glue:figure} fig_bt_ccmatrix
@@ -211,69 +177,48 @@ glue_figure("fig_bt_ccmatrix", fig)
 #
 # ## Results
 #
-# k-NN top-1 accuracy (%) on Tiny-ImageNet val before training (the random init, epoch 0) and after, mean ± std
-# over seeds, their ratio per seed, and the wall time of one run ({numref}`tbl-bt-knn`). Chance is
+# k-NN top-1 accuracy (%) on Tiny-ImageNet val before training (the random init, epoch 0) and after, mean ±
+# standard deviation over seeds, their ratio per seed, and the wall time of one run ({numref}`tbl-bt-knn`).
+# Chance is
 # {glue:text}`bt_chance` %.
 
 # %%
-rows = []
-for backbone in backbones:
-    keys = [k for k in runs_of if k[0] == backbone]
-    first = [histories[k].iloc[0] for k in keys]
-    last = [histories[k].iloc[-1] for k in keys]
-    rows.append(
-        {
-            "backbone": backbone,
-            "seeds": len(keys),
-            "optimizer": opts[backbone],
-            "epochs": int(last[0]["epoch"]),
-            "k-NN before (%)": mean_std([100 * r["knn_acc"] for r in first]),
-            "k-NN after (%)": mean_std([100 * r["knn_acc"] for r in last]),
-            "after / before": mean_std([b["knn_acc"] / a["knn_acc"] for a, b in zip(first, last)], decimals=2),
-        }
-    )
-results = pd.DataFrame(rows).set_index("backbone")
-save_results(profile, "pretrain_knn", results)
-glue_table("tbl_bt_knn", results)
-monitors = pd.DataFrame({
-    b: {"final loss": mean_std([histories[k].iloc[-1]["loss"] for k in runs_of if k[0] == b], decimals=1),
-        "emb std after": mean_std([histories[k].iloc[-1]["emb_std"] for k in runs_of if k[0] == b], decimals=3),
-        "wall time (min)": mean_std([histories[k]["wall_s"].max() / 60 for k in runs_of if k[0] == b])}
-    for b in backbones}).T
-monitors.index.name = "backbone"
+knn, monitors = C.bt_tables(histories, backbones, opts)
+save_results(profile, "pretrain_knn", knn)
+glue_table("tbl_bt_knn", knn)
 glue_table("tbl_bt_monitors", monitors)
-main = [k for k in runs_of if k[0] == main_backbone] or [k for k in runs_of if k[0] == backbones[0]]
-glue_result("bt_main_backbone", main[0][0])
-glue_result("bt_main_seeds", len(main), "d")
-glue_result("bt_main_epochs", epochs_of(main[0][0]), "d")
-glue_result("bt_knn_before", mean_std([100 * histories[k].iloc[0]["knn_acc"] for k in main]))
-glue_result("bt_knn_after", mean_std([100 * histories[k].iloc[-1]["knn_acc"] for k in main]))
-glue_result("bt_knn_ratio", mean_std([histories[k].iloc[-1]["knn_acc"] / histories[k].iloc[0]["knn_acc"]
-                                      for k in main], decimals=2))
-glue_result("bt_wall_min", mean_std([histories[k]["wall_s"].max() / 60 for k in main]))
+finding = C.knn_gain_finding([histories[k] for k in C.keys_of(histories, main_name)], "pretrain.bt_knn_minus_random",
+                             "02_pretrain_barlow_twins",
+                             f"Barlow Twins − random init ({main_name}), k-NN top-1 on val")
+save_findings(profile, "02_pretrain_barlow_twins", [finding])
+for name, text in C.bt_result_texts(histories, main_name, C.epochs_of(main_name, epochs, epochs_by_backbone),
+                                    finding).items():
+    glue_result(name, text)
 
 # %% [markdown]
 # ```{glue:figure} tbl_bt_knn
 # :name: tbl-bt-knn
 #
-# k-NN top-1 on Tiny-ImageNet val before (random init) and after Barlow Twins pretraining, mean ± std over
-# seeds, and the ratio after / before computed per seed.
+# k-NN top-1 on Tiny-ImageNet val before (random init) and after Barlow Twins pretraining, mean ± standard
+# deviation over seeds, and the ratio after / before computed per seed.
 # ```
 #
 # ```{glue:figure} tbl_bt_monitors
 # :name: tbl-bt-monitors
 #
 # Monitors after the last epoch: Barlow Twins loss on the monitor batch, embedding std (collapse → 0) and the
-# wall time of one run, mean ± std over seeds.
+# wall time of one run, mean ± standard deviation over seeds.
 # ```
 #
 # ## Result
 #
 # On the main backbone, {glue:text}`bt_main_backbone`, {glue:text}`bt_main_epochs` epochs of Barlow Twins on
 # {glue:text}`bt_pool` unlabelled images move the k-NN top-1 on val from {glue:text}`bt_knn_before` % at random
-# init to {glue:text}`bt_knn_after` % (mean ± std over {glue:text}`bt_main_seeds` seeds; chance
+# init to {glue:text}`bt_knn_after` % (mean ± standard deviation over {glue:text}`bt_main_seeds` seeds; chance
 # {glue:text}`bt_chance` %): {glue:text}`bt_knn_ratio` × the random init, in {glue:text}`bt_wall_min` minutes per
-# run. Chapter 6 compares these features with the supervised and DINO ones on the same k-NN protocol.
+# run. Paired by seed (each seed's trained network against its own random init, a 95 % t interval over seeds):
+# {glue:text}`bt_knn_minus_random`. Chapter 6 compares these features with the supervised and DINO ones on the
+# same k-NN protocol.
 
 # %%
 record.finish()

@@ -22,7 +22,8 @@
 # global crops, the student those and N small local crops ("multi-crop"); the loss is the cross-entropy
 # between teacher and student distributions over every pair of *different* crops.
 #
-# Our implementation (`rtsseg.ssl.dino`, `rtsseg.ssl.dino_train`) follows the official code (AdamW with lr and
+# Our implementation (`rtsseg.ssl.dino`, the method `rtsseg.ssl.dino_train` of the one training engine
+# `rtsseg.ssl.engine`) follows the official code (AdamW with lr and
 # weight-decay schedules, per-parameter gradient clipping, last layer frozen at the start), on the same images,
 # backbone and resolution as Barlow Twins (chapter 2), with two scalings for 64 px images and a 2.7 M-parameter
 # backbone: K = 4096 prototypes instead of 65,536, local crops of 32 px instead of 96.
@@ -30,6 +31,13 @@
 # **Budget.** A DINO step costs more than a Barlow Twins step (teacher forward, local crops). We compare the
 # two methods at **equal training FLOPs** (counted with `torch.utils.flop_counter`, not timed): `epochs = None`
 # below picks the number of DINO epochs whose FLOPs match Barlow Twins' `bt_epochs` on the same images.
+#
+# **At that budget.** DINO's recipe is made for 100+ ImageNet epochs. Two of its knobs are set from the run it
+# gets here instead: the learning-rate and teacher-temperature warm-ups take the same *share* of the run as Barlow
+# Twins' warm-up takes of its run (`warmup_epochs` and `warmup_teacher_temp_epochs` are given in Barlow Twins'
+# `bt_epochs`, as chapter 2 sets them), and the teacher's momentum base is the largest (at most DINO's 0.996)
+# whose cosine schedule leaves the EMA teacher at most 5 % of its random initial weights, $\prod_t m_t \le 0.05$
+# (`rtsseg.ssl.dino_schedule`); with 0.996 a run of a few hundred steps would keep about half of its random init.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -47,34 +55,33 @@ n_local_crops = 4
 out_dim = None  # None: 16 x next power of two of the backbone width (4096 for vit_small64)
 lr = 5e-4  # at batch 256, scaled linearly
 min_lr = 1e-6
-warmup_epochs = 0.5
+warmup_epochs = 0.5  # lr warm-up in Barlow Twins epochs (chapter 2's warmup_epochs of bt_epochs): the same share here
 weight_decay = 0.04
 weight_decay_end = 0.4
-momentum_teacher = 0.996
+momentum_teacher = None  # None: from the run length (the teacher keeps <= 5 % of its init); a number fixes it
 clip_grad = 3.0
 freeze_last_layer = 0.1  # epochs
 warmup_teacher_temp = 0.04
 teacher_temp = 0.04
-warmup_teacher_temp_epochs = 0
+warmup_teacher_temp_epochs = 0  # in Barlow Twins epochs too: the same share of DINO's run
 knn_train_per_class = 20
 knn_val_per_class = 10
 synthetic_images = 256
 num_threads = 0  # 0: torch's default
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from rtsseg.book import figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.experiments import cache_dir, dino_dir
+from rtsseg.findings import save_findings
+from rtsseg.glue import figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.report import RunRecord, notebook_params, read_results, save_results
-from rtsseg.ssl.dino_plot import plot_dino_history, summarize_dino
-from rtsseg.ssl.dino_train import config_from_params, equal_flops_epochs, pretrain_dino, step_flops
-from rtsseg.stats import mean_std
+from rtsseg.ssl import chapter as C
+from rtsseg.ssl.dino_schedule import same_share
+from rtsseg.ssl.dino_train import config_from_params, pretrain_dino
 
 params = notebook_params(globals(), "03_pretrain_dino")
 record = RunRecord("03_pretrain_dino", params)
@@ -91,20 +98,8 @@ if num_threads:
 # optimiser, augmentation) is not, for either method.
 
 # %%
-flops = {}
-for backbone in backbones:
-    bt = step_flops(backbone, "barlow_twins", image_size=image_size, projector_dims=tuple(bt_projector_dims))
-    dino = step_flops(backbone, "dino", image_size=image_size, n_local_crops=n_local_crops, out_dim=out_dim)
-    flops[backbone] = dict(bt=bt, dino=dino, epochs=epochs or max(
-        1, round(equal_flops_epochs(bt_epochs, bt["flops_per_image"], dino["flops_per_image"]))))
-flops_table = pd.DataFrame([
-    {"backbone": b, "Barlow Twins GFLOP/image": f["bt"]["flops_per_image"] / 1e9,
-     "DINO GFLOP/image": f["dino"]["flops_per_image"] / 1e9,
-     "DINO / BT": f["dino"]["flops_per_image"] / f["bt"]["flops_per_image"],
-     "BT epochs": bt_epochs, "DINO epochs": f["epochs"],
-     "DINO / BT total FLOPs": f["epochs"] * f["dino"]["flops_per_image"] / (bt_epochs * f["bt"]["flops_per_image"])}
-    for b, f in flops.items()
-]).set_index("backbone").round(3)
+flops = C.dino_flops(backbones, image_size, bt_projector_dims, n_local_crops, out_dim, epochs, bt_epochs)
+flops_table = C.flops_table(flops, bt_epochs)
 save_results(profile, "dino_flops", flops_table)
 glue_table("tbl_dino_flops", flops_table)
 
@@ -124,17 +119,24 @@ glue_table("tbl_dino_flops", flops_table)
 # scores the *teacher's* backbone, the network DINO evaluates and the one handed to the next chapters.
 
 # %%
-runs, histories = {}, {}
+runs, teachers = {}, {}
 for backbone in backbones:
+    n_epochs = flops[backbone]["epochs"]
     for seed in seeds:
         cfg = config_from_params(
-            params, backbone=backbone, seed=seed, epochs=flops[backbone]["epochs"], data_root=str(root),
+            params, backbone=backbone, seed=seed, epochs=n_epochs, data_root=str(root),
             cache_dir=str(cache_dir()), run_parent=str(dino_dir(profile, backbone, seed)),
             num_threads=num_threads or None,
+            # the warm-ups at Barlow Twins' share of the run (given in bt_epochs)
+            warmup_epochs=same_share(warmup_epochs, bt_epochs, n_epochs),
+            warmup_teacher_temp_epochs=same_share(warmup_teacher_temp_epochs, bt_epochs, n_epochs),
         )
         runs[backbone, seed] = pretrain_dino(cfg)
+        # what the run did: its steps, teacher momentum base, warm-up shares
+        teachers[backbone, seed] = C.teacher_schedule(runs[backbone, seed], cfg.warmup_epochs,
+                                                      cfg.warmup_teacher_temp_epochs, momentum_teacher)
         record.trained("dino", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
-        histories[backbone, seed] = pd.read_csv(runs[backbone, seed] / "history.csv")
+histories = C.read_histories(runs)
 pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
 
 # %% [markdown]
@@ -145,13 +147,9 @@ pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.i
 # the two and a positive KL.
 
 # %%
-for i, backbone in enumerate(backbones):
-    k_out = flops[backbone]["dino"]["out_dim"]
-    fig = plot_dino_history({s: histories[backbone, s] for s in seeds}, out_dim=k_out, title=backbone)
-    if i == 0:
-        glue_figure("fig_dino_history", fig)
-    else:
-        plt.show()
+first, *further = C.dino_history_figures(histories, flops)
+glue_figure("fig_dino_history", first)
+plt.show()  # the further backbones' figures, if any
 
 # %% [markdown]
 # ```{glue:figure} fig_dino_history
@@ -165,18 +163,7 @@ for i, backbone in enumerate(backbones):
 # ## Results
 
 # %%
-rows, summaries = [], {}
-for backbone in backbones:
-    k_out = flops[backbone]["dino"]["out_dim"]
-    s = summaries[backbone] = summarize_dino({seed: histories[backbone, seed] for seed in seeds}, k_out)
-    rows.append({
-        "backbone": backbone, "epochs": s["epochs"],
-        "k-NN before (%)": mean_std([100 * histories[backbone, seed].iloc[0]["knn_acc"] for seed in seeds]),
-        "k-NN after (%)": mean_std([100 * histories[backbone, seed].iloc[-1]["knn_acc"] for seed in seeds]),
-        "teacher entropy (nats)": f"{s['teacher_entropy'][0]:.2f} (log K = {s['log_k']:.2f})",
-        "KL (nats)": f"{s['kl'][0]:.3f}", "collapse": ", ".join(sorted(set(s["collapse"]))),
-    })
-results = pd.DataFrame(rows).set_index("backbone")
+results, summaries = C.dino_table(histories, flops)
 save_results(profile, "dino_knn", results)
 glue_table("tbl_dino_knn", results)
 
@@ -185,30 +172,19 @@ glue_table("tbl_dino_knn", results)
 # :name: tbl-dino-knn
 #
 # DINO after the last epoch: the teacher backbone's k-NN top-1 on val before (random init) and after training,
-# mean ± std over seeds, and the collapse monitors (teacher entropy against log K, KL teacher–student).
+# mean ± standard deviation over seeds, and the collapse monitors (teacher entropy against log K, KL
+# teacher–student).
 # ```
 
 # %%
 backbone = backbones[0]
-s, f = summaries[backbone], flops[backbone]
-hs = [histories[backbone, seed] for seed in seeds]
-glue_result("dino_backbone", backbone)
-glue_result("dino_epochs", s["epochs"], "d")
-glue_result("dino_bt_epochs", bt_epochs, "d")
-glue_result("dino_n_local", n_local_crops, "d")
-glue_result("dino_step_ratio", f["dino"]["flops_per_image"] / f["bt"]["flops_per_image"], ".2f")
-glue_result("dino_flops_ratio", f["epochs"] * f["dino"]["flops_per_image"] / (bt_epochs * f["bt"]["flops_per_image"]),
-            ".2f")
-glue_result("dino_knn_before", mean_std([100 * h.iloc[0]["knn_acc"] for h in hs]))
-glue_result("dino_knn_after", mean_std([100 * h.iloc[-1]["knn_acc"] for h in hs]))
-glue_result("dino_knn_ratio", mean_std([h.iloc[-1]["knn_acc"] / h.iloc[0]["knn_acc"] for h in hs], decimals=2))
-glue_result("dino_n_seeds", len(seeds), "d")
-glue_result("dino_entropy", f"{s['teacher_entropy'][0]:.2f}")
-glue_result("dino_log_k", f"{s['log_k']:.2f}")
-glue_result("dino_collapse", ", ".join(sorted(set(s["collapse"]))))
-bt_table = read_results(profile).get("pretrain_knn")
-glue_result("dino_bt_knn_after", str(bt_table.loc[backbone, "k-NN after (%)"])
-            if bt_table is not None and backbone in bt_table.index else "not run in this profile")
+finding = C.knn_gain_finding([histories[k] for k in C.keys_of(histories, backbone)], "pretrain.dino_knn_minus_random",
+                             "03_pretrain_dino", f"DINO − random init ({backbone}), teacher k-NN top-1 on val")
+save_findings(profile, "03_pretrain_dino", [finding])
+for name, text in C.dino_result_texts(
+        histories, backbone, flops[backbone], summaries[backbone], teachers[backbone, seeds[0]], bt_epochs,
+        n_local_crops, warmup_epochs, read_results(profile).get("pretrain_knn"), finding).items():
+    glue_result(name, text)
 
 # %% [markdown]
 # ## Result
@@ -216,10 +192,16 @@ glue_result("dino_bt_knn_after", str(bt_table.loc[backbone, "k-NN after (%)"])
 # On {glue:text}`dino_backbone`, {glue:text}`dino_epochs` DINO epochs with {glue:text}`dino_n_local` local crops
 # cost {glue:text}`dino_flops_ratio` × the FLOPs of {glue:text}`dino_bt_epochs` Barlow Twins epochs (a DINO step
 # is {glue:text}`dino_step_ratio` × a Barlow Twins step). They move the teacher's k-NN top-1 on val from
-# {glue:text}`dino_knn_before` % at random init to {glue:text}`dino_knn_after` % (mean ± std over
-# {glue:text}`dino_n_seeds` seeds), {glue:text}`dino_knn_ratio` × the random init; Barlow Twins reached
+# {glue:text}`dino_knn_before` % at random init to {glue:text}`dino_knn_after` % (mean ± standard deviation over
+# {glue:text}`dino_n_seeds` seeds), {glue:text}`dino_knn_ratio` × the random init; paired by seed (a 95 % t
+# interval over seeds): {glue:text}`dino_knn_minus_random`. Barlow Twins reached
 # {glue:text}`dino_bt_knn_after` % on the same images and budget (chapter 2). The teacher entropy ended at
 # {glue:text}`dino_entropy` nats of log K = {glue:text}`dino_log_k` ({glue:text}`dino_collapse`).
+#
+# The run had {glue:text}`dino_steps` steps: the teacher's momentum base {glue:text}`dino_momentum_base` left it
+# $\prod_t m_t$ = {glue:text}`dino_teacher_retention` % of its random initial weights. The learning rate warmed up
+# over {glue:text}`dino_warmup_share` % of the run (Barlow Twins: {glue:text}`dino_bt_warmup_share` % of its run),
+# the teacher temperature over {glue:text}`dino_temp_warmup_share` %.
 
 # %%
 record.finish()

@@ -26,12 +26,19 @@
 #   optionally with the attention-supervision loss on $\bar A$ (each pure query token's attention supervised
 #   with its class's mask), weight λ (`attn_all+sup`); with a frozen backbone the $A_h$ are fixed, so this loss
 #   can only re-weight the heads (β): a small lever, and the rows show whether it moves anything;
-# * **control** — the MLP decoder widened to the parameter count of `attn_all` (±1 %, tested), without attention.
+# * **control** — the MLP decoder widened to the parameter count of `attn_all` (±1 %, tested), without attention;
+# * **oracle** — `attn_all` on attention built from the *labels* at the token grid (`rtsseg.seg.oracle`: each token
+#   attends uniformly to the tokens of its class; head maps show fixed class groups), clean (`snr=inf`) and
+#   degraded (blur + noise at the SNRs of the parameters), on the same frozen features: the ceiling of what a
+#   decoder could gain from attention that locates the objects. A decoder that gains nothing here could not
+#   answer the question.
 #
 # Honest tuning: the early-stopping epoch (and the learning rate, where a profile offers several) is chosen on a
 # block held out of CamVid *train* (the last 20 % of each of its three video sequences: neighbouring frames are
 # near-duplicates, so interleaved frames would leak); the tables report CamVid *val* {cite}`brostow2009camvid`,
-# which no choice looked at. mIoU: one confusion matrix over the split, void ignored, logits upsampled to the
+# which no choice looked at. The val clip is part of one train drive (0016E5 frames 7959–8159, between train
+# frames 7920 and 8190), so every train frame closer than {glue:text}`seg_min_gap` frames (5 s at 30 fps) to a val
+# frame is dropped from fitting and tuning alike: {glue:text}`seg_n_dropped` frames here. mIoU: one confusion matrix over the split, void ignored, logits upsampled to the
 # native labels. The question's answer is the paired difference `attn_all` − `control`
 # ({numref}`fig-seg-differences`).
 
@@ -51,6 +58,7 @@ input_size = [96, 128]  # network input (h, w) for segmentation (CamVid's 3:4 as
 max_train = 96  # fit images (evenly spaced over train minus the held-out block); None: all
 max_val = None  # None: the whole val split
 holdout_fraction = 0.2
+min_gap_frames = 150  # train frames this close (frames; 5 s at 30 fps) to a val frame are dropped, and counted
 decoders = ["linear", "mlp", "control", "attn_maps", "attn_prop", "attn_gate", "attn_all"]
 attention_loss_weights = [0.1]  # λ of the attention-supervision loss on attn_all; [] for none
 lrs = [5e-3]  # several values: the one with the best held-out mIoU is kept per run
@@ -61,62 +69,41 @@ label_stride = 4  # training loss on every 4th label row/column (evaluation: all
 embed_dim = 64
 fuse_dim = 64
 propagation_steps = 1
+oracle_snrs = [1e999, 20.0, 5.0]  # attn_all on oracle attention (labels) at these SNRs, 1e999 = inf (clean); []: none
+oracle_backbones = ["vit_small64"]  # backbones whose cells get the oracle rows (3 trainings per run each)
+finetune_inits = ["random", "barlow twins"]  # main backbone's inits fine-tuned in both arms (all `seeds`); [] for none
+unfreeze_blocks = 1  # fine-tuning trains the backbone's last blocks (the rest frozen) with the decoder
+finetune_loss_weight = 0.1  # λ of the attention-supervision loss in the fine-tuning's "attention loss" arm
+backbone_lr_scale = 0.1  # the unfrozen blocks' learning rate: lrs[0] x this
+n_attention_frames = None  # CamVid val things frames scoring the attention (None: all)
 amp = "auto"
 n_figure_images = 4
 # Cost of these defaults (one thread, measured on the shared 2-core machine at load ~2 with 12 epochs; the cost
 # table below has this run's own): backbone outputs over 96 fit + 19 held-out + 101 val images take 5 / 7 / 11 s
 # for vit / swin / botnet; one attn_all training (12 epochs, label_stride 4, one lr) takes 11 / 44 / 49 s, so
 # ~7 / 29 / 33 s at 8 epochs. The grid: vit 3 seeds x 4 inits x 8 variants x ~7 s ~ 11 min, botnet 1 seed x 4 x
-# 8 x ~33 s ~ 18 min, backbone outputs ~ 1 min: ~ 30 min on one thread, ~ 25 min on 2 cores.
+# 8 x ~33 s ~ 18 min, backbone outputs ~ 1 min: ~ 30 min on one thread, ~ 25 min on 2 cores. Fine-tuning
+# (vit, 1 block, 8 epochs): ~35 s (no loss) / ~60 s (attention loss) per seed and init, ~ 5 min per init.
 
 # %%
-import time
+from functools import partial
 
-import matplotlib.pyplot as plt
-import pandas as pd
-import torch
-
+from rtsseg.analysis.attention import excess_result  # chapter 5's object-specific score
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.experiments import INITS, iter_models, load_backbone  # random / supervised / barlow twins / dino
+from rtsseg.findings import save_findings
 from rtsseg.profiles import run_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
-from rtsseg.seg.data import evenly_spaced
-from rtsseg.seg.experiment import (
-    backbone_stores,
-    fit_decoder,
-    format_ci,
-    paired_differences,
-    split_datasets,
-    t_interval,
-)
-from rtsseg.seg.plot import CAMVID_PALETTE, default_palette, plot_paired_differences, plot_predictions
-from rtsseg.seg.probe import predict_masks
-from rtsseg.seg.train import Segmenter, save_segmenter
+from rtsseg.seg import chapter as ch
+from rtsseg.seg.finetune import FinetuneConfig
 
 params = notebook_params(globals(), "07_segmentation")
 record = RunRecord("07_segmentation", params)
 figure_style()
-root = resolve_data_root(data_root)
-device = default_device()
-inits = list(INITS) if inits is None else list(inits)
-sets, class_names, preprocessing = split_datasets(dataset, root, input_size, max_train, max_val, holdout_fraction)
-num_classes = len(class_names)
-cache_root = run_dir(profile, "segmentation", "cache")
-variants = [(d, 0.0) for d in decoders] + [("attn_all", w) for w in attention_loss_weights]
-runs = [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
-dataset_label = {"camvid": "CamVid", "cocostuff27": "COCO-Stuff-27", "cocostuff171": "COCO-Stuff-171"}[dataset]
-glue_result("seg_dataset", dataset_label)
-glue_result("seg_n_fit", len(sets["fit"]), ",d")
-glue_result("seg_n_holdout", len(sets["holdout"]), ",d")
-glue_result("seg_n_val", len(sets["val"]), ",d")
-glue_result("seg_n_classes", num_classes, "d")
-glue_result("seg_input_size", "×".join(map(str, input_size)))
-glue_result("seg_n_variants", len(variants), "d")
-glue_result("seg_n_runs", len(runs) * len(inits), "d")
-glue_result("seg_main_backbone", main_backbone)
-glue_result("seg_seeds_main", f"{len(seeds)} seed" + "s" * (len(seeds) > 1))
-glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_seeds) > 1))
+put = ch.publisher(glue_result, glue_table, glue_figure, partial(save_results, profile), display)
+setup, glued = ch.prepare(resolve_data_root(data_root), default_device(), INITS, **params)
+put(glued);
 
 # %% [markdown]
 # ## The ablation grid
@@ -129,50 +116,21 @@ glue_result("seg_seeds_other", f"{len(other_seeds)} seed" + "s" * (len(other_see
 # backbones with {glue:text}`seg_seeds_other`): {numref}`tbl-seg-ablation`.
 
 # %%
-rows, trained, timing, missing = [], {}, [], []
 # a backbone x initialisation x seed without a trained run (e.g. DINO, trained on the main backbone only in the
-# cpu profile) is skipped and listed below the loop
-for backbone_name, init, seed, model in iter_models(profile, runs, inits, image_size, missing, device, record):
-    t0, c0 = time.perf_counter(), time.process_time()
-    stores = backbone_stores(model, sets, preprocessing, cache_root, batch_size, device)
-    timing.append({"what": "backbone outputs", "wall s": time.perf_counter() - t0, "cpu s": time.process_time() - c0})
-    parent = run_dir(profile, "segmentation", "runs", backbone_name, init.replace(" ", "_"), f"seed{seed}")
-    for name, weight in variants:
-        label = name if weight == 0 else f"{name}+sup"
-        row, dec = fit_decoder(name, stores, num_classes, seed, lrs, epochs, batch_size, weight, label_stride,
-                               patience, parent, embed_dim, fuse_dim, propagation_steps, amp, device)
-        row.update(backbone=backbone_name, init=init, decoder=label)
-        rows.append(row)
-        trained[backbone_name, init, seed, label] = dec
-        timing.append({"what": f"decoder {label}", "wall s": row["train_s"], "cpu s": row["train_cpu_s"]})
-if missing:
-    display(pd.DataFrame(missing, columns=["backbone", "init", "seed", "why skipped"]))
-scores = pd.DataFrame(rows)
-
-
-def by_init(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns in the order of `inits`; "–" where a backbone has no trained run of that initialisation."""
-    return frame.reindex(columns=[i for i in inits if i in frame.columns]).fillna("–")
-
-
-for c, name in enumerate(class_names):
-    scores[f"IoU {name}"] = scores["iou"].map(lambda v: v[c])
-labels = list(dict.fromkeys(scores.decoder))
-# one row per (backbone, decoder), one column per initialisation: at most 4-5 columns, fits the page
-table = (scores.groupby(["backbone", "decoder", "init"], sort=False)["mIoU"]
-         .apply(lambda v: format_ci(v.tolist(), show_n=False)).unstack("init").pipe(by_init))
-table.columns.name = "initialisation"
-# the findings chapter gets the decoders that carry the answer (the whole grid stays on this page)
-key_decoders = [d for d in ("linear", "control", "attn_all", "attn_all+sup") if d in labels]
-save_results(profile, f"segmentation_{dataset}", table[table.index.get_level_values("decoder").isin(key_decoders)])
-glue_table("tbl_seg_ablation", table)
+# cpu profile) is skipped and listed here
+missing = []
+models = iter_models(profile, setup.runs, setup.inits, image_size, missing, setup.device, record)
+grid = ch.run_grid(models, setup, run_dir(profile, "segmentation", "cache"),
+                   lambda *k: run_dir(profile, "segmentation", "runs", *k), missing, **params)
+put(ch.grid_section(grid, setup, dataset));
 
 # %% [markdown]
 # ```{glue:figure} tbl_seg_ablation
 # :name: tbl-seg-ablation
 #
-# {glue:text}`seg_dataset` val mIoU (%) of each decoder on each frozen backbone and initialisation: mean
-# [95 % Student-t interval] over the seeds, "(n=1)" a single seed. `control` has the parameter count of
+# {glue:text}`seg_dataset` val mIoU and things mIoU (mean IoU over pole, sign, car, pedestrian, bicyclist) (%)
+# of each decoder on each frozen backbone and initialisation: mean [95 % Student-t interval] over the seeds,
+# "(n=1)" a single seed; `| oracle snr=…` rows read the labels (a ceiling, not a result). `control` has the parameter count of
 # `attn_all` without its attention inputs; `+sup` adds the attention-supervision loss; "–": no trained run of
 # that initialisation for that backbone (listed above the table).
 # ```
@@ -181,66 +139,85 @@ glue_table("tbl_seg_ablation", table)
 #
 # Both decoders of a pair see the same cached backbone outputs and the same seed and have the same number of
 # parameters: their difference is the attention's ({numref}`fig-seg-differences`, {numref}`tbl-seg-differences`).
-# Pooled over all {glue:text}`seg_attn_minus_control_n` backbone × initialisation × seed pairs, the
-# attention-aware decoder with all three mechanisms scores {glue:text}`seg_attn_minus_control` mIoU points
-# against its control (mean [95 % Student-t interval]; on {glue:text}`seg_main_backbone` alone:
-# {glue:text}`seg_attn_minus_control_main`).
+# The cells (backbone × initialisation) differ in level and spread, so each gets its own t interval over its
+# seeds ({numref}`tbl-seg-differences`); pooled, as the mean of the {glue:text}`seg_attn_minus_control_cells`
+# cell means ({glue:text}`seg_attn_minus_control_n` pairs; bootstrap over seeds within cells), the attention-aware
+# decoder with all three mechanisms scores {glue:text}`seg_attn_minus_control` mIoU points against its control:
+# {glue:text}`seg_verdict`. With the clean oracle attention the same decoder scores
+# {glue:text}`seg_oracle_minus_control` ({glue:text}`seg_oracle_verdict`): the room a backbone's attention could fill.
+#
+# **Three numbers per backbone** ({numref}`tbl-seg-three-numbers`): the oracle ceiling, the learned attention's
+# gain, and where the gain sits between 0 and the ceiling (gain / ceiling; the seeds of a cell resampled
+# together for both): {glue:text}`seg_three_numbers`.
 
 # %%
-attention_labels = [d for d in labels if d.startswith("attn")]
-pairs = pd.concat([paired_differences(scores, label, "control").assign(comparison=f"{label} − control")
-                   for label in attention_labels]) if "control" in labels and attention_labels else pd.DataFrame()
-if len(pairs):
-    differences = (pairs.groupby(["backbone", "comparison", "init"], sort=False)["difference"]
-                   .apply(lambda d: format_ci(d.tolist(), show_n=False)).unstack("init").pipe(by_init))
-    differences.columns.name = "initialisation"
-    headline_rows = differences.index.get_level_values("comparison") == "attn_all − control"
-    save_results(profile, f"segmentation_{dataset}_attn_minus_control", differences[headline_rows])
-    glue_table("tbl_seg_differences", differences)
-    fig = plot_paired_differences(pairs, width=PAGE_WIDTH_IN, legend_title="initialisation")
-    glue_figure("fig_seg_differences", fig)
-else:
-    glue_table("tbl_seg_differences", pd.DataFrame({"note": ["the grid has no control or no attention decoder"]}))
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 1.0))
-    ax.text(0.5, 0.5, "no attention-aware decoder and control in this run", ha="center", va="center")
-    ax.set_axis_off()
-    glue_figure("fig_seg_differences", fig)
-
-
-def interval_text(values: list[float]) -> str:
-    """'+m [+lo, +hi]' in points (values are fractions); a single pair has no interval."""
-    m, lo, hi = t_interval([100 * v for v in values])
-    return f"{m:+.1f} (one pair, no interval)" if len(values) == 1 else f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]"
-
-
-headline = pairs[pairs.comparison == "attn_all − control"] if len(pairs) else pairs
-if len(headline):
-    m, lo, hi = t_interval((100 * headline.difference).tolist())
-    glue_result("seg_attn_minus_control", interval_text(headline.difference.tolist()))
-    main = headline[headline.backbone == main_backbone]
-    glue_result("seg_attn_minus_control_main", interval_text(main.difference.tolist()) if len(main) else "not run")
-    verdict = ("no measurable difference (the interval contains 0)" if len(headline) == 1 or lo <= 0 <= hi
-               else "a gain from the attention" if lo > 0 else "a loss from the attention")
-else:
-    glue_result("seg_attn_minus_control", "not computed (attn_all or control missing)")
-    glue_result("seg_attn_minus_control_main", "not computed")
-    verdict = "no answer: the grid lacks attn_all or control"
-glue_result("seg_attn_minus_control_n", len(headline), "d")
-glue_result("seg_verdict", verdict)
+answer = put(ch.answer_section(grid.scores, dataset, main_backbone, width=PAGE_WIDTH_IN))
 
 # %% [markdown]
 # ```{glue:figure} fig_seg_differences
 # :name: fig-seg-differences
 #
-# mIoU of each attention-aware decoder minus the same-capacity control, one dot per backbone × seed, coloured
-# by initialisation; black: the mean over all pairs with its 95 % Student-t interval. Right of the dashed line
-# the attention helps.
+# mIoU of each attention-aware decoder minus the same-capacity control: one line per backbone × initialisation,
+# one dot per seed (coloured by initialisation), the black mark the cell's mean and the bar its 95 % Student-t
+# interval over its seeds (none for a single seed). No mean over all pairs is drawn: the pooled answer is the
+# mean of cell means above. Right of the dashed line the attention helps.
 # ```
 #
 # ```{glue:figure} tbl_seg_differences
 # :name: tbl-seg-differences
 #
-# The same paired differences (points) per backbone and initialisation: mean [95 % interval] over seeds.
+# The same paired differences (points) per comparison, backbone and initialisation, for mIoU and things mIoU:
+# mean [95 % Student-t interval] over the cell's seeds, its seed count and verdict.
+# ```
+#
+# ```{glue:figure} tbl_seg_three_numbers
+# :name: tbl-seg-three-numbers
+#
+# Per backbone, pooled over its initialisations (mean of cell means, bootstrap over seeds within cells): the
+# oracle ceiling (`attn_all` on clean oracle attention − control, mIoU points), the learned attention's gain
+# (`attn_all` − control, points) and the gain's share of the ceiling (a fraction: 0 none of it, 1 all of it),
+# each with its verdict against 0; "–": the grid has no oracle rows for that backbone (share: or its ceiling is
+# not above 0, where a ratio to it means nothing).
+# ```
+#
+# ## Fine-tuned attention: does the loss move the attention itself?
+#
+# On a frozen backbone the attention-supervision loss can only re-weight the heads. Here the backbone's last
+# {glue:text}`seg_ft_blocks` train together with `attn_all` (`rtsseg.seg.finetune`), in two arms that differ
+# only in the loss: cross-entropy alone, or plus λ = {glue:text}`seg_ft_weight` times the attention-supervision
+# loss, from the same backbone, seeds, batches, steps and data, tuned as the grid (early-stopping epoch on the
+# held-out block; val reported). Before and after, the attention is scored with chapter 5's object-specific
+# excess AUROC (best head, cross-fitted) on the CamVid val things frames ({numref}`tbl-seg-finetune`,
+# {numref}`tbl-seg-finetune-differences`). Pooled over the fine-tuned cells: {glue:text}`seg_ft_miou`;
+# {glue:text}`seg_ft_excess`. Each arm's model is saved with its backbone, so `rtsseg evaluate` re-scores it.
+
+# %%
+ft_cfg = FinetuneConfig(unfreeze_blocks, "attn_all", finetune_loss_weight, epochs, lrs[0], backbone_lr_scale,
+                        batch_size=batch_size, label_stride=label_stride, patience=patience, embed_dim=embed_dim,
+                        fuse_dim=fuse_dim, k=propagation_steps, amp=amp)
+ft_rows, ft_pairs, ft_missing = ch.finetune_cells(
+    lambda b, i, s: load_backbone(profile, b, i, s, image_size, record=record),
+    [(main_backbone, i) for i in finetune_inits] if dataset == "camvid" else [], seeds, setup,
+    ch.attention_frames(resolve_data_root(data_root), image_size, n_attention_frames) if finetune_inits else None,
+    excess_result, ft_cfg, run_dir(profile, "segmentation", "finetune"),
+    {"dataset": dataset, "input_size": list(input_size), "class_names": setup.class_names}, {"img_size": image_size})
+finetuned = put(ch.finetune_section(ft_rows, ft_pairs, ft_missing, dataset, unfreeze_blocks, finetune_loss_weight))
+save_findings(profile, "07_segmentation", answer.findings + finetuned.findings);
+
+# %% [markdown]
+# ```{glue:figure} tbl_seg_finetune
+# :name: tbl-seg-finetune
+#
+# Fine-tuned backbone + `attn_all` per initialisation and arm: {glue:text}`seg_dataset` val mIoU and things mIoU
+# (%), and the attention's object-specific excess AUROC before and after fine-tuning; mean [95 % Student-t
+# interval] over the seeds.
+# ```
+#
+# ```{glue:figure} tbl_seg_finetune_differences
+# :name: tbl-seg-finetune-differences
+#
+# The fine-tuning's paired differences per seed (mIoU in points, excess in AUROC): mean [95 % Student-t
+# interval] over the seeds, their count and verdict against 0.
 # ```
 #
 # ## Per-class IoU
@@ -250,19 +227,8 @@ glue_result("seg_verdict", verdict)
 # attention-aware decoders.
 
 # %%
-cell_means = scores.groupby(["backbone", "init", "decoder"], sort=False)["mIoU"].mean()
-best_backbone, best_init, best_decoder = cell_means.idxmax()
-best_rows = scores[(scores.backbone == best_backbone) & (scores.init == best_init) & (scores.decoder == best_decoder)]
-glue_result("seg_best_cell", f"{best_backbone} / {best_init}")
-glue_result("seg_best_decoder", best_decoder)
-glue_result("seg_best_miou", format_ci(best_rows.mIoU.tolist(), show_n=False).replace(" (n=1)", ""))
-shown = [d for d in dict.fromkeys(["linear", "control", "attn_all", "attn_all+sup", best_decoder]) if d in labels][:5]
-cell = scores[(scores.backbone == best_backbone) & (scores.init == best_init)]
-# classes as rows, decoders as columns: 11 (or 27) rows of at most 5 numbers
-per_class = pd.DataFrame({d: (cell[cell.decoder == d][[f"IoU {c}" for c in class_names]].mean() * 100).round(1).values
-                          for d in shown}, index=pd.Index(class_names, name="class"))
-per_class.columns.name = "decoder"
-glue_table("tbl_seg_per_class", per_class)
+per_class, best = ch.per_class_section(grid.scores, setup.class_names)
+put(per_class);
 
 # %% [markdown]
 # ```{glue:figure} tbl_seg_per_class
@@ -280,26 +246,10 @@ glue_table("tbl_seg_per_class", per_class)
 # re-scores it on any folder in the CamVid layout.
 
 # %%
-seed0 = int(best_rows.seed.min())
-model = load_backbone(profile, best_backbone, best_init, seed0, image_size, record=record)  # cpu: the figure is small
-segmenter = Segmenter(model, trained[best_backbone, best_init, seed0, best_decoder].cpu()).eval()
-val_set = sets["val"]
-picks = evenly_spaced(len(val_set), n_figure_images)
-images = torch.stack([val_set[i][0] for i in picks])
-masks = torch.stack([val_set[i][1] for i in picks])
-with torch.no_grad():
-    preds = predict_masks(segmenter, images, tuple(masks.shape[-2:]), device="cpu")
-palette = CAMVID_PALETTE if dataset == "camvid" else default_palette(num_classes)
-h, w = masks.shape[-2:]
-fig = plot_predictions(images, masks, preds, class_names, palette=palette, tile=PAGE_WIDTH_IN / (3 * w / h))
-glue_figure("fig_seg_predictions", fig)
-frames = [val_set.indices[i] for i in picks]  # indices into the whole val split
-# "3 · 28 · 53" and not "3, 28, 53": myst-nb would read the latter back as a tuple
-glue_result("seg_pred_frames", " · ".join(map(str, frames)))
-checkpoint = save_segmenter(
-    run_dir(profile, "segmentation", "best", "segmenter.pt"), model, {"img_size": image_size}, segmenter.decoder,
-    {"dataset": dataset, "input_size": list(input_size), "class_names": class_names, "init": best_init,
-     "seed": seed0, "decoder_name": best_decoder, "val_mIoU": float(best_rows[best_rows.seed == seed0].mIoU.iloc[0])})
+model = load_backbone(profile, best[0], best[1], best[2], image_size, record=record)  # cpu: the figure is small
+predictions, checkpoint = ch.predictions_section(model, grid, setup, best, run_dir(
+    profile, "segmentation", "best", "segmenter.pt"), dataset, input_size, image_size, n_figure_images, PAGE_WIDTH_IN)
+put(predictions)
 glue_result("seg_checkpoint", rel(checkpoint))
 
 # %% [markdown]
@@ -320,10 +270,7 @@ glue_result("seg_checkpoint", rel(checkpoint))
 # outputs are cached on disk, so a rerun skips them.
 
 # %%
-cost = (pd.DataFrame(timing).groupby("what", sort=False)[["wall s", "cpu s"]].agg(["count", "mean", "sum"])
-        .round(1))
-glue_table("tbl_seg_cost", cost)
-glue_result("seg_wall_min", pd.DataFrame(timing)["wall s"].sum() / 60, ".1f")
+put(ch.cost_section(grid.timing, ft_rows));
 
 # %% [markdown]
 # ```{glue:figure} tbl_seg_cost
@@ -337,8 +284,10 @@ glue_result("seg_wall_min", pd.DataFrame(timing)["wall s"].sum() / 60, ".1f")
 #
 # On {glue:text}`seg_dataset` val, the attention-aware decoder (per-head maps, attention propagation and gated
 # fusion together) minus its same-capacity control is {glue:text}`seg_attn_minus_control` mIoU points over
-# {glue:text}`seg_attn_minus_control_n` paired backbone × initialisation × seed runs (95 % Student-t interval):
-# {glue:text}`seg_verdict`. The best cell, {glue:text}`seg_best_decoder` on {glue:text}`seg_best_cell`, reaches
+# {glue:text}`seg_attn_minus_control_n` paired runs in {glue:text}`seg_attn_minus_control_cells` cells (mean of
+# cell means, bootstrap over seeds within cells): {glue:text}`seg_verdict`; on clean oracle attention,
+# {glue:text}`seg_oracle_minus_control`. Per backbone: {glue:text}`seg_three_numbers`. Fine-tuning the last
+# {glue:text}`seg_ft_blocks` with the attention loss: {glue:text}`seg_ft_miou`; {glue:text}`seg_ft_excess`. The best cell, {glue:text}`seg_best_decoder` on {glue:text}`seg_best_cell`, reaches
 # {glue:text}`seg_best_miou` % mIoU, far below SegNet's 55.6 on CamVid test at full scale.
 #
 # ## Run record

@@ -37,6 +37,11 @@ def _download(args: argparse.Namespace) -> int:
     from rtsseg.data.download import download
 
     kwargs = {"splits": tuple(args.splits)} if args.dataset == "cocostuff" else {}
+    if args.per_class is not None:
+        if args.dataset != "tiny-imagenet":
+            print(f"[rtsseg] --per-class is a Tiny-ImageNet option, not one of {args.dataset}. Fix: drop it")
+            return 2
+        kwargs["per_class"] = args.per_class
     print(f"[rtsseg] {args.dataset} -> {download(args.dataset, args.dest, **kwargs)}")
     return 0
 
@@ -52,10 +57,14 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _pretrain(rest: list[str]) -> int:
-    """``rtsseg pretrain ...``: train (or resume, or skip) one Barlow Twins run (:func:`rtsseg.ssl.train.main`)."""
-    from rtsseg.ssl.train import main as pretrain_main
+    """``rtsseg pretrain METHOD --flag ...``: train (or resume, or skip) one run of METHOD (barlow-twins, dino,
+    supervised) with the one training engine (:func:`rtsseg.ssl.engine.main`). A flag first (the command from
+    before methods were named: ``rtsseg pretrain --backbone ...``) means barlow-twins."""
+    from rtsseg.ssl.engine import main as engine_main
 
-    return pretrain_main(rest)
+    if rest and rest[0].startswith("-") and rest[0] not in ("-h", "--help"):
+        rest = ["barlow-twins", *rest]
+    return engine_main(rest, prog="rtsseg pretrain")
 
 
 def _evaluate(rest: list[str]) -> int:
@@ -100,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("dest", help="tiny-imagenet, camvid: the data root; cocostuff: the cocostuff/ folder itself")
     dl.add_argument("--splits", nargs="+", default=["val2017"], choices=["train2017", "val2017"],
                     help="COCO-Stuff splits to fetch (train2017 is about 18 GB)")
+    dl.add_argument("--per-class", type=int, default=None, metavar="N",
+                    help="Tiny-ImageNet: keep the first N train images of each class (the book's subset: 100)")
     dl.set_defaults(func=_download)
 
     pk = sub.add_parser("pack", help="pack Tiny-ImageNet and CamVid into one checksummed file each (a data root)")
@@ -111,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--camvid-max-images", type=int, default=None, help="first n images of each CamVid split")
     pk.set_defaults(func=_pack)
 
-    sub.add_parser("pretrain", help="Barlow Twins pretraining (torchrun-compatible); see `rtsseg pretrain --help`",
-                   add_help=False)
+    sub.add_parser("pretrain", help="train one run: `rtsseg pretrain {barlow-twins,dino,supervised} --flag ...` "
+                   "(torchrun: -m rtsseg.ssl.engine METHOD ...); see `rtsseg pretrain METHOD --help`", add_help=False)
     sub.add_parser("evaluate", help="score a segmentation checkpoint on a data folder, print JSON; see "
                    "`rtsseg evaluate --help`", add_help=False)
     return parser

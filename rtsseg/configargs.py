@@ -1,7 +1,7 @@
 """Dataclass configs on the command line: one ``--flag`` per field, typed from the field's annotation.
 
-Shared by every trainer's entry point (``rtsseg pretrain``, ``python -m rtsseg.ssl.train``, ``python -m
-rtsseg.ssl.dino_train``), so a config field is a command-line flag with no second list to keep in step.
+Shared by every method's entry point (``rtsseg pretrain METHOD``, ``python -m rtsseg.ssl.engine METHOD`` under
+torchrun), so a config field is a command-line flag with no second list to keep in step.
 """
 
 from __future__ import annotations

@@ -127,3 +127,67 @@ def parse_override(text: str) -> tuple[str, object]:
     except (ValueError, SyntaxError):
         value = raw
     return key.strip(), value
+
+
+# ---- the profile a notebook runs with, and its values ------------------------------------------------
+
+#: Environment variable that selects the profile of a notebook run (``rtsseg.book.colab_cell`` sets it from its
+#: ``RTSSEG_PROFILE = "..."`` line; ``rtsseg run --profile P`` sets it to ``P`` for its kernels).
+PROFILE_ENV = "RTSSEG_PROFILE"
+
+
+def selected_profile(notebook_profile: str | None, environ=None) -> tuple[str | None, str]:
+    """``(profile, where it came from)``: ``$RTSSEG_PROFILE`` when set, else the notebook's own ``profile``.
+
+    Why the environment wins over the notebook: an executed book notebook carries papermill's injected cell
+    (``profile = "cpu"``) right after its parameters cell, so "Run all" would overwrite any edit of the
+    parameters cell; the first (Colab) cell and the environment run before both."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    chosen = (environ.get(PROFILE_ENV) or "").strip()
+    if chosen:
+        return chosen, f"${PROFILE_ENV}"
+    return notebook_profile, "the notebook's profile parameter"
+
+
+def explicit_overrides(step_name: str, injected: dict) -> dict:
+    """The injected values that are explicit overrides (``papermill -p``, ``rtsseg run -p``), not the values
+    the injected ``profile`` itself put there: ``rtsseg run --profile P`` injects P's table
+    (:data:`rtsseg.profiles.PROFILES`) plus the overrides, and only the notebook sees the injected cell.
+
+    A name of P's table injected with P's own value is P's (so another profile replaces it); any other injected
+    name or value is the user's and wins over every profile. ``profile`` itself is never an override."""
+    from rtsseg.profiles import PROFILES
+
+    table = PROFILES.get(injected.get("profile"), {}).get(step_name, {})
+    return {k: v for k, v in injected.items()
+            if k != "profile" and (k not in table or _normalised(table[k]) != _normalised(v))}
+
+
+def _normalised(value):
+    return [_normalised(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def profile_values(step_name: str, defaults: dict, profile: str, overrides: dict | None = None) -> dict:
+    """The parameters of ``step_name`` under ``profile``: the notebook's ``defaults`` (its parameters cell),
+    then the profile's table, then ``overrides`` (explicit values, which win over the profile), then
+    ``profile`` itself. Only declared names: a profile entry the notebook does not declare is an error."""
+    from rtsseg.profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise NotebookParameterError(
+            f"{step_name}: profile={profile!r} is not a profile. Fix: use one of {list(PROFILES)} "
+            f"(the parameter profile, or ${PROFILE_ENV})"
+        )
+    table = PROFILES[profile].get(step_name, {})
+    undeclared = sorted(set(table) - set(defaults))
+    if undeclared:
+        raise NotebookParameterError(
+            f"{step_name}: profile {profile!r} sets {undeclared}, which this notebook does not declare. Fix: run "
+            f"the notebook of this rtsseg version (rtsseg/profiles.py names the parameters of notebooks/{step_name}.py)"
+        )
+    values = {**defaults, **table, **(overrides or {})}
+    if "profile" in defaults:
+        values["profile"] = profile
+    return values

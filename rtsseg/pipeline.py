@@ -227,6 +227,8 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
     running.parent.mkdir(parents=True, exist_ok=True)
     print(f"[rtsseg] {profile}/{step.name}: running with {params}", flush=True)
     t0 = time.time()
+    shell_profile = os.environ.get("RTSSEG_PROFILE")  # the kernel runs --profile, whatever the shell exported
+    os.environ["RTSSEG_PROFILE"] = profile  # (rtsseg.report.notebook_params: $RTSSEG_PROFILE wins)
     try:
         papermill.execute_notebook(
             nb, str(running), parameters=params, kernel_name="python3", cwd=str(step.source.parent),
@@ -242,6 +244,11 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
                 f"The partly executed notebook is {failed}"
             ) from None
         raise
+    finally:
+        if shell_profile is None:
+            os.environ.pop("RTSSEG_PROFILE", None)
+        else:
+            os.environ["RTSSEG_PROFILE"] = shell_profile
     wall = time.time() - t0
     executed = nbformat.read(running, as_version=4)
     executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": params, "wall_s": round(wall, 1),

@@ -2,7 +2,9 @@
 the trained models and ``load_backbone``: :mod:`rtsseg.experiments`).
 
 ``smoke`` proves the path end to end in a few minutes on 2 CPU cores; ``cpu`` is the book's default run on
-2 CPU cores (small backbones at 64 px); ``gpu-short`` is the whole book in about 8 minutes of one H100
+2 CPU cores (small backbones at 64 px); ``colab`` is the cpu edition's backbones with 10x the main backbone's
+epochs, sized for one free Colab T4 session (~70-90 min, estimated from counted FLOPs below); ``gpu-short``
+is the whole book in about 8 minutes of one H100
 (ViT-S/8 at 64 px, ``scripts/gpu_run.sh``); ``gpu`` is the full-size configuration for a Colab/cluster GPU.
 A profile lists, per step, only the parameters that differ from the notebook's own defaults (the parameters
 cell, tagged ``parameters``, holds the cpu profile's values): change a default in the notebook, not here.
@@ -98,6 +100,25 @@ _GPU_SHORT_COMMON = dict(backbones=GPU_SHORT_BACKBONES, seeds=[0])
 # lowers 02's epochs (03 follows at equal FLOPs through bt_epochs) and 04's to fit their share of the budget.
 _GPU_SHORT_TRAIN = dict(_GPU_SHORT_COMMON, epochs=100, batch_size=512, warmup_epochs=5.0)
 
+# ---- colab: the whole book in one free Colab T4 session (~90 min), the cpu edition's backbones at 64 px -----
+# Sized from counted FLOPs (rtsseg.ssl.flops.step_flops / torch FlopCounterMode, per image, fwd + bwd):
+#   Barlow Twins (2 views, projector 1024^3): vit_small64 2.12, swin_small64 2.02, botnet_small 1.26 GFLOP
+#   DINO (2 x 64 px + 4 x 32 px crops, teacher on the globals): vit_small64 4.13 GFLOP
+#   supervised (1 view): vit_small64 1.04, swin_small64 0.99, botnet_small 0.61 GFLOP
+# T4: 65 TFLOP/s fp16 peak (no bf16: autocast picks fp16 + GradScaler); assumed 15 % of it, 10 TFLOP/s, plus
+# 40 ms per optimiser step (kernel launches of a 2.7 M-parameter model: gpu-short saw ~30 ms per step of the
+# small backbones on an H100). Batch sizes and recipes are the cpu edition's (only the epochs grow, so the two
+# editions compare), on the book's 20,000 images (rtsseg download tiny-imagenet DEST --per-class 100):
+#   02 BT: vit 3 seeds x 20 epochs, swin and botnet 10 each: 3.2 PFLOP ~ 5.3 min + 12,560 steps ~ 8.4 min ~ 15 min
+#   03 DINO at equal FLOPs (bt_epochs 20 -> 10 DINO epochs), 3 seeds: 2.5 PFLOP ~ 4.1 min + 9,390 steps ~ 11 min
+#   04 supervised: vit 3 seeds x 20 + the attention-supervised control 2 seeds x 20, swin and botnet 10 each:
+#      2.4 PFLOP ~ 4 min + 18,840 steps ~ 12.6 min ~ 17.5 min
+#   05 / 06 inference (< 0.1 PFLOP) and CPU-side statistics ~ 2 + 2 min; 07 all three backbones, all CamVid
+#      train images, 160 decoder trainings of ~4 s ~ 12 min; 01 / 08 < 1 min; pip, downloads, kernels ~ 7 min
+# Total ~ 70 min (book/reproduce.md has the table). Not measured on a T4: the first Colab run's run records are.
+COLAB_BACKBONES = SMALL_BACKBONES
+_COLAB_OTHER_EPOCHS = {"swin_small64": 10, "botnet_small": 10}
+
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {
         "01_data": dict(n_examples=2),
@@ -109,7 +130,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             knn_val_per_class=1, warmup_epochs=0.2, bt_epochs=1, bt_projector_dims=[256, 256, 256],
         ),
         "04_supervised_baseline": dict(_SMOKE_TRAIN, val_per_class=1),
-        "05_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_images=4, n_boot=100),
+        "05_attention_maps": dict(backbones=["vit_small64"], seeds=[0], n_val_images=32, n_camvid_frames=16, n_boot=100),
         "06_embeddings": dict(
             backbones=["vit_small64"], seeds=[0], train_per_class=4, val_per_class=2, tsne_classes=5
         ),
@@ -131,6 +152,16 @@ PROFILES: dict[str, dict[str, dict]] = {
         "06_embeddings": {},
         # 07: the notebook's defaults (~25-30 min on 2 cores; the estimate is in its parameters cell)
         "07_segmentation": {},
+        "08_findings": {},
+    },
+    "colab": {
+        "01_data": {},
+        "02_pretrain_barlow_twins": dict(epochs=20, epochs_by_backbone=dict(_COLAB_OTHER_EPOCHS)),  # cpu: 2 / 1 / 1
+        "03_pretrain_dino": dict(bt_epochs=20),  # equal FLOPs with 02's vit_small64 (cpu: 2)
+        "04_supervised_baseline": dict(epochs=20, epochs_by_backbone=dict(_COLAB_OTHER_EPOCHS)),  # cpu: 2 / 1 / 4
+        "05_attention_maps": {},  # the cpu edition's images, controls and bootstrap
+        "06_embeddings": {},
+        "07_segmentation": dict(backbones=list(COLAB_BACKBONES), max_train=None, epochs=12),  # cpu: vit + botnet, 96, 8
         "08_findings": {},
     },
     "gpu-short": {

@@ -84,34 +84,91 @@ def injected_parameters(namespace: dict) -> list[str]:
     return []
 
 
+def parameters_cell_defaults(namespace: dict) -> dict | None:
+    """The parameters cell's literal values, read back from IPython's ``In`` history: the last cell before
+    papermill's injected cell (``# Parameters``) whose statements are all literal assignments. None when there is
+    no such history (a plain script, a kernel without papermill's cell).
+
+    Used where the notebook sources are not installed (``pip install rtsseg`` on Colab): the injected cell has
+    overwritten the defaults of the names it sets, and another profile needs them back."""
+    import ast
+
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return None
+    marks = [i for i, src in enumerate(history) if isinstance(src, str) and src.lstrip().startswith(_INJECTED_MARKER)]
+    if not marks:
+        return None
+    for source in reversed(history[: marks[-1]]):
+        if not isinstance(source, str) or not source.strip():
+            continue
+        try:
+            body = ast.parse(source).body
+            values = {node.targets[0].id: ast.literal_eval(node.value) for node in body if isinstance(node, ast.Assign)
+                      and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
+        except (SyntaxError, ValueError):
+            continue
+        if body and len(values) == len(body):
+            return values
+    return None
+
+
 def notebook_params(namespace: dict, step: str) -> dict:
-    """The values of ``step``'s declared parameters in ``namespace`` (a notebook's ``globals()``), validated.
+    """The values of ``step``'s declared parameters, validated, *applied* to ``namespace`` (a notebook's
+    ``globals()``) and returned.
+
+    The profile is ``$RTSSEG_PROFILE`` when set (the Colab cell's ``RTSSEG_PROFILE = "smoke"`` line sets it;
+    ``rtsseg run --profile P`` sets it to P), else the notebook's ``profile`` parameter. Its values
+    (:data:`rtsseg.profiles.PROFILES`, over the parameters cell's defaults) replace the notebook's globals,
+    so "Run all" of an executed book notebook whose injected cell says ``profile = "cpu"`` runs at the chosen
+    profile's sizes, not only in its runs folder. Values injected by papermill that are not the injected profile's
+    own (``papermill -p epochs 3``, ``rtsseg run -p``) win over the profile (:func:`rtsseg.params.explicit_overrides`).
 
     Fails at the top of the notebook, with the parameter's name and the fix, when papermill injected a name
     the parameters cell does not declare (``papermill -p n_example 3``: plain papermill only warns), when a
-    value has the wrong type or is out of range, or when ``profile`` is not one of :data:`PROFILES`.
+    value has the wrong type or is out of range, or when the profile is not one of :data:`PROFILES`.
     """
-    from rtsseg.params import NotebookParameterError, declared_parameters, read_notebook, validate_parameters
+    from rtsseg.params import (NotebookParameterError, declared_parameters, explicit_overrides, profile_values,
+                               read_notebook, selected_profile, validate_parameters)
     from rtsseg.profiles import PROFILES
     from rtsseg.profiles import step as find_step
 
     s = find_step(step)
     if s.source.is_file():
         declared = declared_parameters(read_notebook(s), s.source)
-    else:  # rtsseg installed without its notebooks (Colab): the names the profiles set, as the notebook has them
-        names = {"profile", "seed", "seeds", "data_root"}.union(*(p.get(s.name, {}) for p in PROFILES.values()))
-        declared = {n: None for n in sorted(names) if n in namespace}
-    unknown = [name for name in injected_parameters(namespace) if name not in declared]
+    else:  # rtsseg installed without its notebooks (Colab): the parameters cell, read back from the history
+        declared = parameters_cell_defaults(namespace)
+        if declared is None:  # no history: the names the profiles set, with the values the notebook holds
+            names = {"profile", "seed", "seeds", "data_root"}.union(*(p.get(s.name, {}) for p in PROFILES.values()))
+            declared = {n: namespace[n] for n in sorted(names) if n in namespace}
+    injected_names = injected_parameters(namespace)
+    unknown = [name for name in injected_names if name not in declared]
     if unknown:
         raise NotebookParameterError(
             f"{s.source.name}: unknown parameter(s) {unknown}. Fix: use one of {sorted(declared)}"
         )
-    values = {name: namespace[name] for name in declared}
+    injected = {name: namespace[name] for name in injected_names if name in namespace}
+    current = {name: namespace[name] for name in declared if name in namespace}
+    profile, where = selected_profile(current.get("profile"))
+    if "profile" not in declared or profile is None:  # a notebook without a profile: its values as they are
+        values = current
+    else:
+        if profile not in PROFILES:
+            raise NotebookParameterError(
+                f"{s.source.name}: profile={profile!r} (from {where}). Fix: use one of {list(PROFILES)}"
+            )
+        # explicit: injected values that are not the injected profile's, and values a cell changed after the
+        # parameters cell (or an edited parameters cell, where the sources hold the defaults to compare with)
+        edited = {k: v for k, v in current.items() if k not in injected and k != "profile" and v != declared[k]}
+        overrides = {**edited, **explicit_overrides(s.name, injected)}
+        values = profile_values(s.name, declared, profile, overrides)
+        changed = {k: v for k, v in values.items() if k in current and current[k] != v and k != "profile"}
+        if changed or profile != current.get("profile"):
+            print(f"[rtsseg] {s.name}: profile {profile!r} (from {where}) applied: "
+                  + ", ".join(f"{k}={v!r}" for k, v in changed.items())
+                  + (f"; kept explicit {sorted(overrides)}" if overrides else ""), flush=True)
     validate_parameters(s.source, declared, values)
-    if "profile" in values and values["profile"] not in PROFILES:
-        raise NotebookParameterError(
-            f"{s.source.name}: profile={values['profile']!r}. Fix: use one of {list(PROFILES)}"
-        )
+    namespace.update(values)
     return values
 
 

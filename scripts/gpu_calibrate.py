@@ -11,7 +11,7 @@ the per-epoch monitors), and derives the epochs that fit each chapter's share of
     E_dino = E_bt * F_bt / F_dino          (chapter 3's own equal-FLOPs rule, from bt_epochs = E_bt)
     E_sup  = min(profile epochs, floor(share_04 / (t_sup * (n_sup + 1.3 n_control))))
 
-where ``F`` are the counted FLOPs per image of a training step (``rtsseg.ssl.dino_train.step_flops``), and
+where ``F`` are the counted FLOPs per image of a training step (``rtsseg.ssl.flops.step_flops``), and
 chapter 4 trains ``n_sup`` supervised runs plus ``n_control`` attention-supervised ones (slower by about 1.3x:
 unfused attention while recording). To keep the calibration short, each measured epoch runs on a fraction of
 the training images (``--fraction``) and is scaled up by its inverse, monitors included (an overestimate: the
@@ -64,7 +64,8 @@ def calibrate(profile: str, shares: dict[str, float], runs: Path, fraction: floa
     from rtsseg.config import data_root
     from rtsseg.experiments import cache_dir, family_value
     from rtsseg.report import config_from
-    from rtsseg.ssl.dino_train import config_from_params, pretrain_dino, step_flops
+    from rtsseg.ssl.dino_train import config_from_params, pretrain_dino
+    from rtsseg.ssl.flops import step_flops
     from rtsseg.ssl.supervised import SupervisedConfig, train_supervised
     from rtsseg.ssl.train import PretrainConfig, pretrain
 

@@ -30,3 +30,14 @@ def data_tiny_tree(tmp_path: Path) -> Path:
 def data_coco_tree(tmp_path: Path) -> Path:
     """``tmp/cocostuff`` with val2017: 3 images + stuffthingmaps, a curated list of the first 2."""
     return data_fakes.make_cocostuff(tmp_path / "cocostuff")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A test that sets torch's thread count (directly, or through a trainer's ``num_threads``) must not change the
+    arithmetic of the tests after it: a resumed run compared bitwise with a child process would differ."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -63,3 +63,66 @@ def test_camvid_things_crops(data_camvid_tree):
         assert "min_fraction" in str(e)
     else:
         raise AssertionError("expected a ValueError")
+
+
+def _camvid_video_tree(root):
+    """A CamVid tree with real-style names: three drives, 0016E5's val frames inside its train frames, the
+    0006R0 'f' prefix; frame 0001TP_006720 has no things pixels."""
+    import numpy as np
+
+    from data_fakes import write_mask, write_rgb
+
+    frames = {"train": ["0016E5_08190", "0001TP_006690", "0006R0_f03870", "0001TP_006720", "0016E5_07920"],
+              "val": ["0016E5_07961", "0016E5_07959"]}
+    for split, stems in frames.items():
+        for k, stem in enumerate(stems):
+            write_rgb(root / split / f"{stem}.png", 6, 8, seed=k)
+            ids = np.full((6, 8), 3, dtype=np.uint8)  # road
+            if stem != "0001TP_006720":
+                ids[2:4, 3:5] = 8  # a car inside the centre crop
+            write_mask(root / f"{split}annot" / f"{stem}.png", ids)
+    return root
+
+
+def test_camvid_frames_keep_sequence_and_frame_order(tmp_path):
+    from rtsseg.attention.groundtruth import camvid_frame_id, camvid_frames
+
+    root = _camvid_video_tree(tmp_path / "camvid")
+    s = camvid_frames(root, image_size=16)
+    assert s.left_out == 1  # 0001TP_006720: no things
+    assert s.sequences == ["0001TP", "0006R0", "0016E5", "0016E5", "0016E5", "0016E5"]
+    assert s.frames.tolist() == [6690, 3870, 7920, 7959, 7961, 8190]
+    assert s.splits == ["train", "train", "train", "val", "val", "train"]
+    assert s.images.shape == (6, 3, 16, 16) and s.gts.shape == (6, 6, 6)
+    # index: position within its own split (pairing by stem sorts the files)
+    train = camvid.CamVid(root, "train")
+    val = camvid.CamVid(root, "val")
+    for k in range(len(s)):
+        ds = train if s.splits[k] == "train" else val
+        seq, frame = camvid_frame_id(ds.pairs[int(s.index[k])][0].stem)
+        assert (seq, frame) == (s.sequences[k], int(s.frames[k]))
+        _, labels = ds[int(s.index[k])]
+        assert torch.equal(s.gts[k], torch.isin(labels[:, 1:7], torch.tensor(camvid.THINGS)))
+    # the sequences are contiguous runs, as the block bootstrap needs
+    from rtsseg.stats import block_bootstrap
+
+    block_bootstrap(s.gts.float().mean((1, 2)).numpy(), block_len=2, sequences=s.sequences, n_boot=50)
+    # datasets may be passed, and subsets keep the frame bookkeeping
+    same = camvid_frames([train, val], image_size=16)
+    assert same.frames.tolist() == s.frames.tolist()
+    sub = s.subset(torch.tensor([False, False, True, True, True, False]))
+    assert sub.sequences == ["0016E5"] * 3 and sub.frames.tolist() == [7920, 7959, 7961]
+    assert sub.splits == ["train", "val", "val"] and sub.left_out == s.left_out + 3
+
+
+def test_camvid_frame_names_are_checked(data_camvid_tree):
+    from rtsseg.attention.groundtruth import camvid_frame_id, camvid_frames
+
+    assert camvid_frame_id("0006R0_f03870") == ("0006R0", 3870)
+    assert camvid_frame_id("0016E5_07959") == ("0016E5", 7959)
+    try:  # the fake tree of data_fakes.make_camvid names its files f0, f1: no sequence, no frame
+        camvid_frames(data_camvid_tree, image_size=16)
+    except ValueError as e:
+        assert "<sequence>_<frame>" in str(e) and "f0" in str(e)
+    else:
+        raise AssertionError("expected a ValueError")

@@ -29,3 +29,19 @@ def test_grid_shares_one_colour_scale():
         plot_attention_grid(images, maps, fontsize=8)
     with pytest.raises(ValueError, match="must be"):
         plot_attention_grid(images, {"x": torch.rand(7, 4, 4)})
+
+
+def test_head_masks_and_head_excess_figures_draw_something():
+    import numpy as np
+
+    from rtsseg.attention.plot import plot_head_excess, plot_head_masks
+    from rtsseg.glue import drawn_artists
+
+    img = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
+    maps = {"random": torch.rand(3, 8, 8).softmax(-1), "dino": torch.rand(2, 8, 8).softmax(-1)}
+    fig = plot_head_masks(img, maps, gt=torch.zeros(64, 64, dtype=torch.bool).index_fill_(0, torch.arange(10, 30), True))
+    assert len(fig.axes) == 2 * 4 and drawn_artists(fig) > 0
+    fig2 = plot_head_excess({"random": np.zeros((2, 3)), "dino": np.ones((1, 3)) * 0.1}, reference=0.3)
+    assert drawn_artists(fig2) >= 2
+    with pytest.raises(ValueError, match="no maps"):
+        plot_head_masks(img, {})

@@ -57,3 +57,27 @@ def test_mask_loss_pools_pixel_masks_and_skips_empty_targets():
     assert mask_attention_loss(maps, torch.zeros(3, 4, 4)).item() == 0.0
     with pytest.raises(ValueError, match="multiple"):
         mask_attention_loss(maps, torch.zeros(3, 6, 6))
+
+
+def test_contrastive_loss_bounds_image_independent_maps_below_by_log_batch():
+    """Any map that ignores the image scores >= log(B); maps inside their own box score far less."""
+    import math
+
+    from rtsseg.attention.supervision import box_token_mask, contrastive_box_attention_loss
+
+    g = torch.Generator().manual_seed(0)
+    b, size, grid = 8, 64, (8, 8)
+    x0 = torch.randint(0, 40, (b,), generator=g).float()
+    y0 = torch.randint(0, 40, (b,), generator=g).float()
+    boxes = torch.stack([x0, y0, x0 + 20, y0 + 20], 1)
+    for _ in range(5):  # random image-independent maps, one per trial, the same on every image
+        m = torch.rand(1, 2, *grid, generator=g).expand(b, -1, -1, -1)
+        m = m / m.sum((-2, -1), keepdim=True)
+        assert contrastive_box_attention_loss(m, boxes, size) >= math.log(b) - 1e-4
+    uniform = torch.full((b, 2, *grid), 1 / 64)
+    assert contrastive_box_attention_loss(uniform, boxes, size).item() == pytest.approx(math.log(b), abs=1e-4)
+    inside = box_token_mask(boxes, size, grid)[:, None].expand(-1, 2, -1, -1)
+    inside = inside / inside.sum((-2, -1), keepdim=True)
+    assert contrastive_box_attention_loss(inside, boxes, size) < 0.5 * math.log(b)
+    one = contrastive_box_attention_loss(uniform[:1].clone().requires_grad_(), boxes[:1], size)
+    assert one.item() == 0 and one.requires_grad

@@ -67,7 +67,9 @@ def test_repo_url_is_one_setting():
 
 def test_glue_result_formats_without_quotes(monkeypatch):
     shown = []
-    monkeypatch.setattr(book, "glue", lambda name, value, display=True: shown.append((name, repr(value))))
+    import rtsseg.glue
+
+    monkeypatch.setattr(rtsseg.glue, "glue", lambda name, value, display=True: shown.append((name, repr(value))))
     assert book.glue_result("acc", 0.12345, ".1%") is None  # nothing shown when it ends a cell
     book.glue_result("gain", 2.0, "{:+.1f} points")
     book.glue_result("txt", "1.0 ± 0.2 (n=3)")
@@ -116,40 +118,12 @@ def test_index_writes_glue_or_not_run(tmp_path):
     assert "{{" not in text
 
 
-def test_ci95_from_mean_std():
-    assert book.ci95("2.0 ± 1.0 (n=4)") == "2.0 [0.4, 3.6]"  # t(0.975, 3) = 3.182
-    assert book.ci95("5.0 (n=1)") == "5.0 (n=1)"
-    assert book.ci95("n/a") == "n/a"
-
-
 def test_glue_names_belong_to_steps():
     from rtsseg.profiles import STEPS
 
     names = {s.name for s in STEPS}
     assert all(step in names for step, _ in book.GLUE_NAMES.values())
     assert json.dumps(book.GLUE_NAMES)
-
-
-def test_findings_table_chapter_order_two_level_headers_ci():
-    import pandas as pd
-
-    cols = pd.MultiIndex.from_product([["best head", "mass in gt"], ["random", "barlow twins"]])
-    attention = pd.DataFrame([["20.0 ± 1.0 (n=2)", "25.0 ± 1.0 (n=2)", "30.0 (n=1)", 0.5]], index=["vit"], columns=cols)
-    attention.index.name = "backbone"
-    seg = pd.DataFrame({"random": ["10.0 ± 2.0 (n=3)"], "barlow twins": ["12.0 ± 2.0 (n=3)"]}, index=["vit"])
-    pretrain = pd.DataFrame({"k-NN top-1": ["5.0 (n=1)"]}, index=["vit"])
-    t = book.findings_table({"segmentation_camvid": seg, "attention_tin": attention, "pretrain_knn": pretrain})
-    assert t.columns.nlevels == 2 and t.index.names == ["chapter", "result · row"]
-    assert list(t.index.get_level_values("chapter").unique()) == ["2. Barlow Twins", "5. attention", "7. segmentation"]
-    top = "mean [95 % CI] over seeds"
-    assert list(t.columns) == [(top, "random"), (top, "barlow twins"), (top, "value"), ("published", "anchor")]
-    assert t.loc[("5. attention", "attention tin · vit · best head"), (top, "random")] == "20.0 [11.0, 29.0]"
-    assert t.loc[("5. attention", "attention tin · vit · mass in gt"), (top, "barlow twins")] == "0.5"
-    assert t.loc[("7. segmentation", "segmentation camvid · vit"), ("published", "anchor")] == "41.0 (d)"
-    # a table of measures (not initialisations): each measure is a row with its value
-    assert t.loc[("2. Barlow Twins", "pretrain knn · vit · k-NN top-1"), (top, "value")] == "5.0 (n=1)"
-    notes = book.anchor_notes({"attention_tin": attention})
-    assert notes.startswith("- (c)") and "{cite}`caron2021dino`" in notes
 
 
 def test_budget_table_sums_run_records(tmp_path):
@@ -207,10 +181,10 @@ def test_index_shows_other_editions_side_by_side(tmp_path):
     (bk / "index.template.md").write_text("# Title\n\nBT {{ glue:attn_auroc_bt }}.\n\n{{ editions }}\n")
     text = book.write_index("smoke", bk, others=("gpu-short",)).read_text()
     assert "| result | `smoke` (CPU x2) | `gpu-short` (NVIDIA H100) |" in text
-    row = next(line for line in text.splitlines() if line.startswith("| attention AUROC, best held-out head"))
+    row = next(line for line in text.splitlines() if line.startswith("| object-specific AUROC excess (0 = "))
     cells = row.split(" | ")
-    assert cells[1] == "– / {glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt:s` / –"
-    assert cells[2] == ("– / {glue:text}`/book/gpu-short/05_attention_maps.ipynb::attn_auroc_bt:s` / "
+    assert cells[1] == "{glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt:s` / –"
+    assert cells[2] == ("{glue:text}`/book/gpu-short/05_attention_maps.ipynb::attn_auroc_bt:s` / "
                         "{glue:text}`/book/gpu-short/05_attention_maps.ipynb::attn_auroc_dino:s` |")
     seg = next(line for line in text.splitlines() if line.startswith("| segmentation"))
     assert seg.count(book.NOT_RUN) == 2

@@ -96,3 +96,21 @@ def test_auto_fp16_on_a_gpu_without_bf16_trains_with_a_grad_scaler(monkeypatch):
     scaler.update()
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))  # the step was skipped
     assert scaler.get_scale() == scale / 2
+
+
+def test_cpu_bf16_autocast_runs_attention_on_the_math_kernel():
+    """The CPU flash kernel's bf16 backward is slow (precision.autocast's docstring): under bf16 the graph holds
+    the math kernel's ops, in fp32 (no autocast) the flash kernel; both give the same function."""
+    import torch.nn.functional as F
+
+    from rtsseg.precision import autocast
+
+    q, k, v = (torch.randn(2, 3, 17, 8, requires_grad=True) for _ in range(3))
+    with autocast("cpu", torch.bfloat16):
+        o_bf16 = F.scaled_dot_product_attention(q, k, v)
+    assert "Flash" not in type(o_bf16.grad_fn).__name__
+    o32 = F.scaled_dot_product_attention(q, k, v)
+    assert "Flash" in type(o32.grad_fn).__name__
+    torch.testing.assert_close(o_bf16.float(), o32, atol=3e-2, rtol=3e-2)
+    o_bf16.float().sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()

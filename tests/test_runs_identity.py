@@ -11,6 +11,7 @@ import torch
 from model_fakes import register_fakes
 from rtsseg.checkpoint import load_checkpoint
 from rtsseg.rundir import latest_run, list_runs
+from rtsseg.ssl import method as method_module
 from rtsseg.ssl import train as bt
 from rtsseg.ssl.train import PretrainConfig, pretrain
 
@@ -53,7 +54,7 @@ def test_changed_knobs_retrain_in_new_folders_and_an_unchanged_rerun_skips(tmp_p
 def test_changed_training_code_retrains(tmp_path: Path, monkeypatch):
     torch.set_num_threads(1)
     first = pretrain(_cfg(tmp_path))
-    monkeypatch.setattr(bt, "code_digest", lambda *mods: "edited-source")
+    monkeypatch.setattr(method_module, "code_digest", lambda *mods: "edited-source")
     second = pretrain(_cfg(tmp_path))
     assert second != first and load_checkpoint(second / "checkpoint.pt")["code_digest"] == "edited-source"
 
@@ -88,13 +89,15 @@ def test_a_second_trainer_on_a_locked_run_fails_at_once_with_the_pid(tmp_path: P
 
     from model_fakes import subprocess_env
     from rtsseg.configargs import config_from_args
-    from rtsseg.rundir import code_digest, open_run
+    from rtsseg.rundir import open_run
+    from rtsseg.ssl.engine import run_config
 
-    args = ["--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "16",
+    args = ["barlow-twins", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "16",
             "--batch-size", "8", "--epochs", "1", "--projector-dims", "8", "8", "--device", "cpu", "--no-progress",
             "--run-parent", str(tmp_path)]
-    cfg = config_from_args(PretrainConfig, args, "test")
-    with open_run(cfg.parent(), bt.run_config(cfg.identity(), cfg, "cpu"), code_digest(*bt.CODE_MODULES)) as held:  # this process trains it
+    cfg = config_from_args(PretrainConfig, args[1:], "test")
+    method = bt.BarlowTwinsMethod(cfg)  # the identity the engine gives this command line's run
+    with open_run(method.run_parent(), run_config(method, "cpu"), method.code()) as held:  # this process trains it
         proc = subprocess.run([sys.executable, "-m", "rtsseg.cli", "pretrain", *args], capture_output=True,
                               text=True, timeout=120, env=subprocess_env())
     assert proc.returncode == 1, proc.stderr[-2000:]

@@ -137,3 +137,21 @@ def test_attention_loss_uses_the_supervision_api():
     targets, keep = attention_supervision_targets(fr)
     ref = sup.mask_attention_loss(good.reshape(1, 4, 2, 2)[keep][:, None], targets[keep])
     assert torch.allclose(lg, ref)
+
+
+def test_registry_names_written_once_and_refuses_unknown_kinds():
+    from rtsseg.seg.decoders import list_decoders, register_decoder
+
+    assert DECODERS == tuple(list_decoders())
+    assert set(DECODERS) == {"linear", "mlp", "control", "attn_maps", "attn_prop", "attn_gate", "attn_all"}
+    with pytest.raises(ValueError, match="registered twice"):
+        register_decoder("mlp", MLPDecoder)(lambda *a, **k: None)
+    for bad in ({"kind": "os:system"}, {"kind": None}, {"in_dims": [4]}):
+        with pytest.raises(ValueError, match="unknown decoder kind"):
+            build_decoder(bad)
+    with pytest.raises(ValueError, match="unknown decoder"):
+        make_decoder("nope", IN_DIMS, 5, HEADS)
+    # a file of the earlier format: kind "attention", its mechanisms in the config
+    old = dict(make_decoder("attn_prop", IN_DIMS, 5, HEADS).config, kind="attention")
+    rebuilt = build_decoder(old)
+    assert rebuilt.propagate and not rebuilt.maps and not rebuilt.gate

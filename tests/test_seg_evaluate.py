@@ -32,7 +32,7 @@ def test_roundtrip_rebuilds_the_same_model(checkpoint):
     x = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8)
     assert model(x).shape == (2, 11, 2, 3)
     assert torch.equal(model(x), again(x))
-    assert config["backbone"] == "vit_small64" and config["decoder"]["kind"] == "attention"
+    assert config["backbone"] == "vit_small64" and config["decoder"]["kind"] == "attn_all"  # the registered name
 
 
 def test_evaluate_prints_json(tmp_path, checkpoint, capsys):
@@ -104,3 +104,43 @@ def test_decoder_path_on_cocostuff_layout(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["num_images"] == 2 and len(out["per_class_IoU"]) == 27
     assert out["mIoU"] == pytest.approx(evaluate_store(dec, store, 27).miou, abs=0.02)  # cache holds fp16 features
+
+
+@pytest.mark.parametrize("kind", ["frozen decoder", "fine-tuned"])
+def test_evaluate_rescores_a_trained_model_of_each_kind(tmp_path, capsys, kind):
+    """A decoder trained on a frozen backbone's cache and a fine-tuned backbone + decoder
+    (``rtsseg.seg.finetune``), each saved with ``save_segmenter``: ``rtsseg evaluate`` on the CamVid-layout
+    folder gives the val mIoU the training code measured (the cache holds fp16 features: approximately)."""
+    from rtsseg.data.camvid import CamVid
+    from rtsseg.data.transforms import ImageOnlyResize
+    from rtsseg.seg import finetune as ft
+    from rtsseg.seg.train import cached_outputs, evaluate_store, train_decoder
+
+    root = data_fakes.make_camvid(tmp_path / "CamVid")
+    size = (16, 24)
+    train = CamVid(root, "train", transform=ImageOnlyResize(size))
+    val = CamVid(root, "val", transform=ImageOnlyResize(size))
+    torch.manual_seed(0)
+    bb = build_backbone("vit_small64", **KWARGS).eval()
+    config = {"dataset": "camvid", "input_size": list(size)}
+    if kind == "frozen decoder":
+        pre = {"dataset": "camvid", "input_size": list(size)}
+        fit = cached_outputs(bb, train, {**pre, "split": "train"}, tmp_path / "cache", batch_size=2, vit_blocks=[0, 0])
+        held = cached_outputs(bb, val, {**pre, "split": "val"}, tmp_path / "cache", batch_size=2, vit_blocks=[0, 0])
+        dec = make_decoder("attn_all", fit.in_dims, 11, fit.num_heads, embed_dim=8, fuse_dim=8)
+        dec, _ = train_decoder(dec, fit, 11, epochs=2, batch_size=2, lr=1e-2)
+        expected, tol = evaluate_store(dec, held, 11).miou, 0.02
+        path = save_segmenter(tmp_path / "seg.pt", bb, KWARGS, dec, config, vit_blocks=[0, 0])
+    else:
+        cfg = ft.FinetuneConfig(epochs=2, batch_size=2, label_stride=1, patience=None, embed_dim=8, fuse_dim=8,
+                                lr=1e-2, backbone_lr_scale=1.0, vit_blocks=[0, 0])
+        fit, vimg = ft.materialise(train), ft.materialise(val)
+        start = bb.state_dict()["model.blocks.1.attn.qkv.weight"].clone()
+        seg, _ = ft.finetune(bb, fit, fit, 11, cfg, seed=0, attention_loss_weight=0.5)
+        assert not torch.equal(seg.backbone.state_dict()["model.blocks.1.attn.qkv.weight"], start)  # it moved
+        expected, tol = ft.score_split(seg.backbone, seg.decoder, *vimg, 11, vit_blocks=[0, 0]).miou, 1e-6
+        path = save_segmenter(tmp_path / "seg.pt", seg.backbone, KWARGS, seg.decoder, {**config, "finetuned": True},
+                              vit_blocks=[0, 0])
+    assert cli_main(["evaluate", "--checkpoint", str(path), "--data", str(root), "--split", "val"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_images"] == 2 and out["mIoU"] == pytest.approx(expected, abs=tol)

@@ -71,3 +71,13 @@ def test_meter_is_one_matrix_over_the_split():
     assert s.miou == pytest.approx(0.175)
     per_image = (1.0 + 0.0) / 2  # image 1 mIoU 1, image 2 mIoU 0
     assert s.miou != pytest.approx(per_image)
+
+
+def test_subset_miou_skips_absent_classes():
+    import math
+
+    from rtsseg.seg.metrics import subset_miou
+
+    iou = [0.9, 0.0, float("nan"), 0.5]
+    assert subset_miou(iou, [1, 2, 3]) == 0.25  # (0.0 + 0.5) / 2: class 2 absent
+    assert math.isnan(subset_miou(iou, [2]))

@@ -40,22 +40,30 @@ def test_plot_predictions_grid(tmp_path):
         plot_predictions(images, masks, preds, names + ["extra"], CAMVID_PALETTE)
 
 
-def test_plot_paired_differences_marks_mean_and_interval():
+def test_plot_paired_differences_draws_each_cell_with_its_own_interval():
     import pandas as pd
     from scipy import stats
 
-    vals = [0.01, 0.03, -0.01, 0.02]
-    diffs = pd.DataFrame({"comparison": ["a − c"] * 4 + ["b − c"] * 2, "init": ["random", "dino"] * 3,
-                          "difference": vals + [0.05, 0.05]})
+    vals = [0.01, 0.03, -0.01]  # cell vit / random
+    other = [0.05, 0.02, 0.04]  # cell vit / dino
+    diffs = pd.DataFrame({"comparison": ["a − c"] * 6 + ["b − c"], "backbone": ["vit"] * 6 + ["botnet"],
+                          "init": ["random"] * 3 + ["dino"] * 3 + ["dino"], "difference": vals + other + [0.05]})
     fig = plot_paired_differences(diffs)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["a − c", "b − c"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["vit / random", "vit / dino", "botnet / dino"]
     assert {t.get_text() for t in fig.legends[0].get_texts()} == {"random", "dino"}
-    # the interval bar of the first row: mean ± t(0.975, 3)·sd/√4, in points
+    assert {t.get_text().strip() for t in ax.texts} == {"a − c", "b − c"}
+    # one interval bar per cell with >= 2 seeds (none for the single-seed cell): mean ± t(0.975, 2)·sd/√3, points
     bars = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
-    (x0, _), (x1, _) = bars[0].get_segments()[0]
-    m, sd = 100 * sum(vals) / 4, 100 * pd.Series(vals).std()
-    half = stats.t.ppf(0.975, 3) * sd / 2
-    assert abs(min(x0, x1) - (m - half)) < 1e-6 and abs(max(x0, x1) - (m + half)) < 1e-6
+    assert len(bars) == 2
+    for bar, v in zip(bars, (vals, other)):
+        (x0, _), (x1, _) = bar.get_segments()[0]
+        m, sd = 100 * sum(v) / 3, 100 * pd.Series(v).std()
+        half = stats.t.ppf(0.975, 2) * sd / 3 ** 0.5
+        assert abs(min(x0, x1) - (m - half)) < 1e-6 and abs(max(x0, x1) - (m + half)) < 1e-6
+    # no mean over all pairs of a row: the black marks sit at the cell means only
+    marks = sorted(round(float(line.get_xdata()[0]), 6) for line in ax.lines
+                   if line.get_marker() == "|" and line.get_color() == "black")
+    assert marks == sorted(round(100 * sum(v) / len(v), 6) for v in (vals, other, [0.05]))
     with pytest.raises(ValueError, match="no pairs"):
         plot_paired_differences(diffs.iloc[:0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_torchrun_runs_the_training_entry_point(tmp_path: Path):
     parent = tmp_path / "runs"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "rtsseg.ssl.train", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "64",
+        "-m", "rtsseg.ssl.engine", "barlow-twins", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "64",
         "--epochs", "1", "--batch-size", "16", "--projector-dims", "16", "16", "--warmup-epochs", "0",
         "--knn-train-per-class", "4", "--knn-val-per-class", "2", "--device", "cpu", "--num-threads", "1",
         "--no-progress", "--run-parent", str(parent),
@@ -93,3 +94,26 @@ def test_torchrun_runs_the_training_entry_point(tmp_path: Path):
     assert len((run_dir / "steps.csv").read_text().strip().splitlines()) == 1 + 4  # 64 / 16 steps, rank 0 only
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4 and len(state["rng"]) == 2 and "backbone" in state
+
+
+def test_torchrun_runs_the_supervised_entry_point(tmp_path: Path):
+    """The supervised method under the same engine entry point: 12 images (3 classes) / batch 4 = 3 steps."""
+    from data_fakes import make_tiny_imagenet
+
+    tree = make_tiny_imagenet(tmp_path / "tiny-imagenet-200", per_class=4, val_per_class=2)
+    parent = tmp_path / "runs"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rtsseg.ssl.engine",
+        "supervised", "--backbone", "model_fakes:TinyBackbone", "--data-dir", str(tree), "--cache-dir",
+        str(tmp_path / "cache"), "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--val-per-class", "2",
+        "--warmup-epochs", "0", "--device", "cpu", "--num-threads", "1", "--no-progress", "--amp", "none",
+        "--run-parent", str(parent),
+    ]
+    env = subprocess_env({**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run_dir = latest_run(parent)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and len(state["rng"]) == 2 and state["method"] == "supervised"
+    (row,) = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert row["epoch"] == "1" and 0 <= float(row["val_top1"]) <= 1

@@ -79,7 +79,7 @@ def test_torchrun_runs_the_dino_entry_point(tmp_path: Path):
 
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-        "rtsseg.ssl.dino_train", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "32",
+        "rtsseg.ssl.engine", "dino", "--backbone", "model_fakes:TinyBackbone", "--data", "synthetic", "--synthetic-images", "32",
         "--epochs", "1", "--batch-size", "8", "--out-dim", "32", "--hidden-dim", "16", "--bottleneck-dim", "8",
         "--n-local-crops", "2", "--image-size", "32", "--knn-train-per-class", "2", "--knn-val-per-class", "1",
         "--device", "cpu", "--num-threads", "1", "--no-progress", "--amp", "none", "--run-parent", str(tmp_path),

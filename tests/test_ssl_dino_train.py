@@ -13,7 +13,10 @@ import torch
 from model_fakes import subprocess_env
 
 from rtsseg.checkpoint import load_checkpoint
-from rtsseg.ssl.dino_train import DinoConfig, equal_flops_epochs, main, pretrain_dino, step_flops
+from rtsseg.ssl.dino_schedule import momentum_schedule, teacher_momentum_base, teacher_retention
+from rtsseg.ssl.dino_train import DinoConfig, pretrain_dino
+from rtsseg.ssl.flops import equal_flops_epochs, step_flops
+from rtsseg.ssl.engine import main
 
 REPO = Path(__file__).resolve().parents[1]
 # 48 images / batch 8 = 6 steps per epoch, 2 epochs; checkpoints every 4 steps and at epoch ends
@@ -38,15 +41,15 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     killed = tmp_path / "killed"
     # step 9 is mid-epoch 2; the last checkpoint is at step 8, so step 9 is lost and redone
     proc = subprocess.run(
-        [sys.executable, "-m", "rtsseg.ssl.dino_train", *ARGS, "--fault-at-step", "9", "--run-parent", str(killed)],
+        [sys.executable, "-m", "rtsseg.ssl.engine", "dino", *ARGS, "--fault-at-step", "9", "--run-parent", str(killed)],
         cwd=REPO, capture_output=True, text=True, timeout=180, env=subprocess_env(),
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (folder,) = [p for p in killed.iterdir() if p.is_dir()]
     assert load_checkpoint(folder / "checkpoint.pt")["step"] == 8
 
-    main([*ARGS, "--run-parent", str(killed)])  # same identity: resumes from step 8 (fault_at_step is operational)
-    main([*ARGS, "--run-parent", str(tmp_path / "straight")])  # uninterrupted reference
+    main(["dino", *ARGS, "--run-parent", str(killed)])  # same identity: resumes from step 8 (fault_at_step is operational)
+    main(["dino", *ARGS, "--run-parent", str(tmp_path / "straight")])  # uninterrupted reference
     (folder2,) = [p for p in (tmp_path / "straight").iterdir() if p.is_dir()]
     assert folder.name == folder2.name  # run identity: same config and code
 
@@ -63,9 +66,16 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     assert [r["epoch"] for r in hs] == ["0", "1", "2"]
     for a, b in zip(hk, hs):
         assert {k: v for k, v in a.items() if k != "wall_s"} == {k: v for k, v in b.items() if k != "wall_s"}
-    # the teacher temperature warms up per epoch, the teacher momentum rises towards 1
-    assert float(hs[1]["teacher_temp"]) == pytest.approx(0.04) and float(hs[2]["teacher_temp"]) == pytest.approx(0.07)
-    assert 0.996 <= float(hs[1]["momentum"]) < float(hs[2]["momentum"]) <= 1.0
+    # the teacher temperature warms up per step over warmup_teacher_temp_epochs (2 epochs = all 12 steps: np.linspace
+    # 0.04 -> 0.07 over 12 points); history logs the value of the epoch's last step (indices 5 and 11)
+    assert float(hs[1]["teacher_temp"]) == pytest.approx(0.04 + 0.03 * 5 / 11)
+    assert float(hs[2]["teacher_temp"]) == pytest.approx(0.07)
+    # the teacher momentum rises towards 1 from a base set by the run length (12 steps): <= 5 % of the init left
+    base = teacher_momentum_base(12)
+    assert base < 0.996 and teacher_retention(momentum_schedule(base, 12)) <= 0.05
+    assert float(hs[1]["momentum"]) == pytest.approx(momentum_schedule(base, 12)[5])
+    assert base <= float(hs[1]["momentum"]) < float(hs[2]["momentum"]) <= 1.0
+    assert straight["config"]["momentum_teacher"] is None
     # the checkpoint's "backbone" is the teacher's backbone
     for name, tensor in straight["backbone"].items():
         assert torch.equal(straight["teacher"]["backbone." + name], tensor)

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -33,19 +32,11 @@ ARGS = [
 def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     torch.set_num_threads(1)
     parent = tmp_path / "killed"
-    # step 9 is mid-epoch 2; the last checkpoint is at step 8, so step 9 is lost and redone. The crash is a
-    # callback of this test only (pretrain's on_step), not a config field.
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        from rtsseg.configargs import config_from_args
-        from rtsseg.ssl.train import PretrainConfig, pretrain
-        from rtsseg.models import register_command_line_backbone
-        cfg = config_from_args(PretrainConfig, sys.argv[1:], "test")
-        register_command_line_backbone(cfg.backbone)  # named on this command line
-        pretrain(cfg, on_step=lambda step: step == 9 and os.kill(os.getpid(), signal.SIGKILL))
-    """)
+    # step 9 is mid-epoch 2; the last checkpoint is at step 8, so step 9 is lost and redone. The crash is the
+    # engine's one fault hook (fault_at_step, operational: not part of the run identity).
     proc = subprocess.run(
-        [sys.executable, "-c", script, *ARGS, "--run-parent", str(parent)],
+        [sys.executable, "-m", "rtsseg.ssl.engine", "barlow-twins", *ARGS, "--fault-at-step", "9",
+         "--run-parent", str(parent)],
         cwd=REPO, capture_output=True, text=True, timeout=120, env=subprocess_env(),
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
@@ -53,9 +44,9 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path):
     assert load_checkpoint(killed / "checkpoint.pt")["step"] == 8
     assert len((killed / "steps.csv").read_text().strip().splitlines()) == 1 + 9
 
-    main(["pretrain", *ARGS, "--run-parent", str(parent)])  # same config: resumes from step 8
+    main(["pretrain", "barlow-twins", *ARGS, "--run-parent", str(parent)])  # same config: resumes from step 8
     assert latest_run(parent) == killed
-    main(["pretrain", *ARGS, "--run-parent", str(tmp_path / "straight")])  # uninterrupted reference
+    main(["pretrain", "barlow-twins", *ARGS, "--run-parent", str(tmp_path / "straight")])  # uninterrupted reference
 
     resumed = load_checkpoint(killed / "checkpoint.pt")
     straight = load_checkpoint(latest_run(tmp_path / "straight") / "checkpoint.pt")

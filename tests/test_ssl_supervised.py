@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import rtsseg.ssl.supervised as sup
+import rtsseg.ssl.attention_supervised as att
+import rtsseg.ssl.method as method_module
 from model_fakes import register_fakes
 from rtsseg.checkpoint import load_checkpoint
 from rtsseg.rundir import latest_run
@@ -111,26 +112,52 @@ def test_changed_config_retrains_and_unchanged_rerun_skips(tmp_path):
         assert train_supervised(config(tmp_path, **change), data=data) != first, change
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
-    data = tiny_data()
+# the killed half runs in a child python (SIGKILL from the engine's fault hook); its data and, for the control, the
+# fake attention parts come from this module (tests/ is on the child's PYTHONPATH)
+_KILLED = """
+import sys
+import rtsseg.ssl.attention_supervised as att
+import test_ssl_supervised as t
+att._attention_parts = lambda: (t._FakeRecorder, t._fake_box_loss, t._fake_box_loss)
+kw = dict(attn_loss_weight=5.0, attn_loss_heads=(0,)) if sys.argv[2] == "attention-supervised" else {}
+t.train_supervised(t.config(sys.argv[1], epochs=3, fault_at_step=3, **kw), data=t.tiny_data())
+"""
 
-    def crash(epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        train_supervised(config(tmp_path / "b", epochs=3), data=data, on_epoch=crash)
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["supervised", "attention-supervised"])
+def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch, method):
+    import signal
+    import subprocess
+    import sys
+
+    from model_fakes import subprocess_env
+
+    monkeypatch.setattr(att, "_attention_parts", lambda: (_FakeRecorder, _fake_box_loss, _fake_box_loss))
+    kw = dict(attn_loss_weight=5.0, attn_loss_heads=(0,)) if method == "attention-supervised" else {}
+    data = tiny_data()  # 32 images / batch 16: 2 steps per epoch; step 3 is mid-epoch 2, the checkpoint at step 2
+    proc = subprocess.run([sys.executable, "-c", _KILLED, str(tmp_path / "b"), method], capture_output=True,
+                          text=True, timeout=120, env=subprocess_env())
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (killed,) = [p.parent for p in (tmp_path / "b").glob("*/checkpoint.pt")]
-    assert load_checkpoint(killed / "checkpoint.pt")["epoch"] == 1
-    resumed = train_supervised(config(tmp_path / "b", epochs=3), data=data)
-    straight = train_supervised(config(tmp_path / "a", epochs=3), data=data)
-    assert resumed == killed
+    assert load_checkpoint(killed / "checkpoint.pt")["step"] == 2
+    assert len((killed / "steps.csv").read_text().strip().splitlines()) == 1 + 3
+    resumed = train_supervised(config(tmp_path / "b", epochs=3, **kw), data=data)
+    straight = train_supervised(config(tmp_path / "a", epochs=3, **kw), data=data)
+    assert resumed == killed and straight.name == killed.name  # fault_at_step is not part of the identity
     a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(resumed / "checkpoint.pt")
-    assert b["epoch"] == 3
-    for k in a["backbone"]:
-        assert torch.equal(a["backbone"][k], b["backbone"][k]), k
-    ha = [r["loss"] for r in csv.DictReader(open(straight / "history.csv"))]
-    assert ha == [r["loss"] for r in csv.DictReader(open(resumed / "history.csv"))] and len(ha) == 3
+    assert b["epoch"] == 3 and b["method"] == method
+    for key in ("backbone", "classifier"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), (key, k)
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(b["optimizer"]["state"][k]["exp_avg"], v["exp_avg"])
+    assert (straight / "steps.csv").read_text() == (resumed / "steps.csv").read_text()
+    ha, hb = (list(csv.DictReader(open(r / "history.csv"))) for r in (straight, resumed))
+    assert len(ha) == 3 and [{k: v for k, v in r.items() if k != "wall_s"} for r in ha] == [
+        {k: v for k, v in r.items() if k != "wall_s"} for r in hb]
+    if method == "attention-supervised":
+        assert all(float(r["attn_loss"]) > 0 for r in ha)
 
 
 def test_bad_input_fails_naming_the_problem(tmp_path):
@@ -175,8 +202,8 @@ def _fake_box_loss(maps, boxes, image_size, heads):
 
 
 def test_attention_loss_enters_the_training_step(tmp_path, monkeypatch):
-    monkeypatch.setattr(sup, "_attention_parts", lambda: (_FakeRecorder, _fake_box_loss))
-    monkeypatch.setattr(sup, "code_digest", lambda *m: "fixed")
+    monkeypatch.setattr(att, "_attention_parts", lambda: (_FakeRecorder, _fake_box_loss, _fake_box_loss))
+    monkeypatch.setattr(method_module, "code_digest", lambda *m: "fixed")
     data = tiny_data()
     plain = train_supervised(config(tmp_path, epochs=1), data=data)
     control = train_supervised(config(tmp_path, epochs=1, attn_loss_weight=5.0, attn_loss_heads=(0,)), data=data)

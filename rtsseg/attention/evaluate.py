@@ -28,6 +28,13 @@ vice versa, and the two are averaged; the head is never chosen on the images it 
 and reporting on the same images adds about +1 Jaccard point when heads are exchangeable). The *mean over
 heads* needs no choice. ``mass_in_gt`` (the share of the head-mean map inside the ground truth) is kept.
 
+**Object-specific scores.** Objects are not placed at random: an image-independent centre map reaches AUROC
+0.77 on the Tiny-ImageNet val boxes, so 0.5 is not the null for "finds the object". :func:`object_specific`
+scores every map against its own image's ground truth minus against other images' ground truths (derangements
+within the cross-fitting halves): image-independent maps (:func:`centre_prior_map`, :func:`mean_object_map`,
+:func:`dataset_mean_map`) score exactly 0; its per-image excesses feed the seed × image (or frame-block)
+intervals of :mod:`rtsseg.stats` (:func:`object_specific_interval`).
+
 **Uncertainty.** Percentile bootstrap over images (fixed seed), re-doing the head choice in every replicate;
 :func:`paired_difference` resamples the *same* images for two initialisations, so the CI of their
 difference is not inflated by the between-image spread they share.
@@ -54,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rtsseg import stats
 from rtsseg.attention.capture import capture_attention
 from rtsseg.attention.masks import mass_in_mask, mass_mask, upsample_maps
 
@@ -93,21 +101,31 @@ def score_maps(maps: torch.Tensor, gts: torch.Tensor, mass: float = 0.6) -> dict
     n, n_heads, h, w = maps.shape
     g, area = token_counts(gts.bool(), (h, w))  # [N, T], [T]
     neg = area - g  # [N, T] background pixels per token
-    p = maps.detach().double().flatten(2)  # [N, heads, T]
-    p = p / p.sum(-1, keepdim=True).clamp_min(1e-300)
+    p = _token_probs(maps)  # [N, heads, T]
     keep = mass_mask(maps.detach(), mass).flatten(2).double()  # [N, heads, T]
     total_g = g.sum(-1, keepdim=True)  # [N, 1]
     inter = (keep * g[:, None]).sum(-1)  # [N, heads]
     union = total_g + (keep * neg[:, None]).sum(-1)
     jac = torch.where(union > 0, inter / union.clamp_min(1), torch.nan)
+    head_mean = p.mean(1)  # [N, T]
+    return {"jaccard": jac, **size_free_scores(p, g, area),
+            "mass_in_gt": (head_mean * g).sum(-1) / (head_mean * area).sum(-1).clamp_min(1e-300)}
+
+
+def _token_probs(maps: torch.Tensor) -> torch.Tensor:
+    """maps [N, heads, h, w] -> float64 [N, heads, T], each map summing to 1."""
+    p = maps.detach().double().flatten(2)  # [N, heads, T]
+    return p / p.sum(-1, keepdim=True).clamp_min(1e-300)
+
+
+def size_free_scores(p: torch.Tensor, g: torch.Tensor, area: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``auroc`` and ``mass_ratio`` [N, heads] of token maps p [N, heads, T] (summing to 1) against token
+    ground-truth counts g [N, T] (pixels per token ``area`` [T]), as :func:`score_maps` defines them."""
     # the pixel-level share of the nearest-upsampled map inside the gt: sum_t p_t g_t / sum_t p_t a_t
     inside = (p * g[:, None]).sum(-1) / (p * area).sum(-1).clamp_min(1e-300)  # [N, heads]
-    share = total_g / area.sum()  # [N, 1] area share of the gt
+    share = g.sum(-1, keepdim=True) / area.sum()  # [N, 1] area share of the gt
     ratio = torch.where(share > 0, inside / share.clamp_min(1e-300), torch.nan)
-    auc = auroc_tokens(p, g, neg)
-    head_mean = p.mean(1)  # [N, T]
-    return {"jaccard": jac, "auroc": auc, "mass_ratio": ratio,
-            "mass_in_gt": (head_mean * g).sum(-1) / (head_mean * area).sum(-1).clamp_min(1e-300)}
+    return {"auroc": auroc_tokens(p, g, area - g), "mass_ratio": ratio}
 
 
 def auroc_tokens(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -238,13 +256,30 @@ def split_halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return perm[: n // 2], perm[n // 2 :]
 
 
+def crossfit_heads(values: torch.Tensor, half_a: torch.Tensor, half_b: torch.Tensor) -> tuple[int, int]:
+    """(head with the best mean on A, head with the best mean on B) of values [N, heads] (NaN ignored)."""
+    head_a = int(torch.nan_to_num(values[half_a].nanmean(0), nan=-math.inf).argmax())
+    head_b = int(torch.nan_to_num(values[half_b].nanmean(0), nan=-math.inf).argmax())
+    return head_a, head_b
+
+
 def crossfit_best(values: torch.Tensor, half_a: torch.Tensor, half_b: torch.Tensor) -> float:
     """Split-half cross-fitted best-head mean: values [N, heads]; choose on A report on B, and vice versa,
     average. The head is never scored on the images that chose it."""
     a, b = values[half_a], values[half_b]
-    head_a = int(torch.nan_to_num(a.nanmean(0), nan=-math.inf).argmax())
-    head_b = int(torch.nan_to_num(b.nanmean(0), nan=-math.inf).argmax())
+    head_a, head_b = crossfit_heads(values, half_a, half_b)
     return 0.5 * (float(b[:, head_a].nanmean()) + float(a[:, head_b].nanmean()))
+
+
+def crossfit_per_image(values: torch.Tensor, half_a: torch.Tensor, half_b: torch.Tensor) -> torch.Tensor:
+    """The cross-fitted best head's value of every image: [N, heads] -> [N]; images of B carry the head chosen
+    on A and vice versa. Its mean equals :func:`crossfit_best` when the halves are equal (N even); as per-image
+    values it feeds the hierarchical and block intervals of :mod:`rtsseg.stats`."""
+    head_a, head_b = crossfit_heads(values, half_a, half_b)
+    out = torch.empty(values.shape[0], dtype=values.dtype)
+    out[half_b] = values[half_b, head_a]
+    out[half_a] = values[half_a, head_b]
+    return out
 
 
 def _stat(values: Sequence[torch.Tensor], idx: torch.Tensor, head: str, split_seed: int) -> torch.Tensor:
@@ -424,3 +459,246 @@ def pixel_scores(maps: torch.Tensor, gts: torch.Tensor, mass: float = 0.6) -> di
     up = upsample_maps(maps.double(), size)
     return {"jaccard": inter / union, "mass_in_gt": mass_in_mask(up.mean(1), g[:, 0])}
 
+
+
+# ----------------------------------------------------------------------------- object-specific scores
+def derangements(n: int, n_perm: int, seed: int = 0, groups: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """``n_perm`` random derangements of range(n) (no image keeps its own ground truth): long [n_perm, n].
+
+    Uniform over derangements by rejection (a uniform permutation is a derangement with probability ~1/e).
+    ``groups`` (index tensors partitioning range(n), each of >= 2 images): every image is sent within its own
+    group (e.g. the two cross-fitting halves, or the frames of one sequence). Fewer than 2 images: raises."""
+    if n_perm < 1:
+        raise ValueError(f"n_perm={n_perm}: pass at least one permutation (e.g. 8)")
+    if groups is not None:
+        groups = [torch.as_tensor(g_).long() for g_ in groups]
+        cover = torch.cat(groups).sort().values if groups else torch.zeros(0, dtype=torch.long)
+        if not torch.equal(cover, torch.arange(n)):
+            raise ValueError(f"derangements: groups must partition range({n}) (each index in exactly one group)")
+        out = torch.empty(n_perm, n, dtype=torch.long)
+        for k, grp in enumerate(groups):
+            d = derangements(len(grp), n_perm, seed + 7919 * k)  # [P, len(grp)]
+            out[:, grp] = grp[d]
+        return out
+    if n < 2:
+        raise ValueError(f"derangements of {n} image(s): a permutation null needs at least 2 images; pass more")
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    while len(out) < n_perm:
+        p = torch.randperm(n, generator=gen)
+        if not bool((p == torch.arange(n)).any()):
+            out.append(p)
+    return torch.stack(out)
+
+
+def cyclic_shifts(n: int) -> torch.Tensor:
+    """All n - 1 non-trivial cyclic shifts i -> (i + k) mod n, k = 1..n-1: long [n - 1, n]. Averaged over them,
+    every image is scored against every other image's ground truth exactly once (the exhaustive null)."""
+    if n < 2:
+        raise ValueError(f"cyclic shifts of {n} image(s): a permutation null needs at least 2 images")
+    return (torch.arange(n)[None] + torch.arange(1, n)[:, None]) % n
+
+
+def mean_object_map(train_gts: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """The mean-object map [h, w] (sums to 1): the train images' ground truths bool [N, H, W] area-averaged to
+    ``grid`` and averaged over images -- where objects are, on average, learned from train labels only. An
+    image-independent reference: its object-specific excess is 0 by construction."""
+    if train_gts.dim() != 3 or train_gts.shape[0] == 0:
+        raise ValueError(f"mean_object_map: train_gts must be bool [N, H, W] with N >= 1, got {tuple(train_gts.shape)}")
+    share = F.adaptive_avg_pool2d(train_gts.float()[:, None], tuple(int(v) for v in grid))[:, 0]  # [N, h, w]
+    m = share.double().mean(0)  # [h, w]
+    if float(m.sum()) <= 0:
+        raise ValueError("mean_object_map: every train ground truth is empty; pass images that contain objects")
+    return (m / m.sum()).float()
+
+
+def dataset_mean_map(maps: torch.Tensor) -> torch.Tensor:
+    """A model's own mean map over images, broadcast back: maps [N, heads, h, w] -> [N, heads, h, w], every image
+    carrying the mean over images of the (normalised) maps. It keeps everything the model puts in the same
+    place on every image (a centre bias, border tokens) and nothing image-specific: its object-specific
+    excess is 0 by construction, its raw AUROC is the model's image-independent part."""
+    p = _token_probs(maps).mean(0)  # [heads, T]
+    return p.view(1, *maps.shape[1:]).expand(maps.shape[0], -1, -1, -1).to(maps.dtype)
+
+
+def broadcast_map(m: torch.Tensor, n: int, heads: int = 1) -> torch.Tensor:
+    """One reference map [h, w] (or [heads, h, w]) as maps of n images: [n, heads, h, w]."""
+    m = m if m.dim() == 3 else m[None].expand(heads, -1, -1)
+    return m[None].expand(n, -1, -1, -1)
+
+
+OBJECT_METRICS = ("auroc", "mass_ratio")
+
+
+@dataclass
+class ObjectSpecificScores:
+    """Object-specific scores of one initialisation (one or several seeds' maps on the same images).
+
+    Per metric (``auroc``, ``mass_ratio``) and seed, [N, heads] tensors over the kept images: ``own`` (the
+    map against its own image's ground truth), ``null`` (against the ground truths of other images of the set,
+    averaged over the permutations) and ``excess = own - null``; ``best`` [N] per seed: the excess of the
+    cross-fitted best head per image (head chosen on the other half by mean excess; ``heads`` the two
+    choices). "mean" in :meth:`summary` / :meth:`per_image` is the mean over heads of the per-head scores (as
+    ``map_scores``' mean over heads), not the score of a head-averaged map.
+
+    ``index``: positions of the kept images in the set given; ``left_out``: images dropped because their
+    ground truth is empty or covers the whole image (no AUROC); ``permutations`` [P, N] over the kept images.
+    """
+
+    own: dict[str, list[torch.Tensor]]
+    null: dict[str, list[torch.Tensor]]
+    excess: dict[str, list[torch.Tensor]]
+    best: dict[str, list[torch.Tensor]]
+    heads: dict[str, list[tuple[int, int]]]
+    index: torch.Tensor
+    permutations: torch.Tensor
+    left_out: int = 0
+    halves: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)  # split_halves(N, seed)
+
+    @property
+    def seeds(self) -> int:
+        return len(next(iter(self.excess.values())))
+
+    @property
+    def images(self) -> int:
+        return int(self.index.numel())
+
+    def per_head(self, metric: str = "auroc", which: str = "excess") -> list[float]:
+        """Mean over seeds and images of ``which`` (own | null | excess), per head."""
+        v = getattr(self, which)[metric]
+        return torch.stack(v).mean((0, 1)).tolist()
+
+    def per_image(self, metric: str = "auroc", head: str | int = "best") -> list:
+        """The per-image excess, one numpy array [N] per seed, for :func:`rtsseg.stats.hierarchical_bootstrap`
+        (or ``block_bootstrap`` over frames): ``head`` = "best" (cross-fitted), "mean" (over heads) or an index."""
+        if head == "best":
+            rows = self.best[metric]
+        elif head == "mean":
+            rows = [e.mean(1) for e in self.excess[metric]]
+        elif isinstance(head, int):
+            rows = [e[:, head] for e in self.excess[metric]]
+        else:
+            raise ValueError(f"head={head!r}: pass 'best', 'mean' or a head index")
+        return [r.double().numpy() for r in rows]
+
+    def summary(self) -> dict[str, float]:
+        """Flat numbers: per metric, mean own / null / excess over heads ("mean") and of the cross-fitted best head
+        (own and null of the best head on the same per-image head choice), mean over seeds and images."""
+        out: dict[str, float] = {"images": self.images, "seeds": self.seeds, "left out": self.left_out,
+                                 "permutations": int(self.permutations.shape[0])}
+        for metric in self.excess:
+            for which in ("own", "null", "excess"):
+                mats = getattr(self, which)[metric]
+                out[f"{metric} {which} mean"] = float(torch.stack([m.mean(1) for m in mats]).mean())
+                best = [_per_image_heads(m, self.heads[metric][k], self.halves) for k, m in enumerate(mats)]
+                out[f"{metric} {which} best"] = float(torch.stack(best).mean())
+        return out
+
+
+
+def _per_image_heads(values: torch.Tensor, heads: tuple[int, int], halves) -> torch.Tensor:
+    """values [N, heads] -> [N]: images of half B take head heads[0] (chosen on A), images of A heads[1]."""
+    half_a, half_b = halves
+    out = torch.empty(values.shape[0], dtype=values.dtype)
+    out[half_b] = values[half_b, heads[0]]
+    out[half_a] = values[half_a, heads[1]]
+    return out
+
+
+def object_specific(maps: torch.Tensor | Sequence[torch.Tensor], gts: torch.Tensor, n_perm: int = 8,
+                    seed: int = 0, permutations: torch.Tensor | None = None,
+                    metrics: Sequence[str] = OBJECT_METRICS) -> ObjectSpecificScores:
+    """Object-specific score of maps [N, heads, h, w] (a list: one per seed, same images) against gts bool
+    [N, H, W]: score against the image's own ground truth minus the mean score against other images' ground
+    truths of the same set (a permutation null), paired per image, per head and for the cross-fitted best head.
+
+    Why: objects are not placed at random. An image-independent centre map reaches AUROC 0.77 on the
+    Tiny-ImageNet val boxes, so "AUROC > 0.5" credits a model with where objects usually are. Against another
+    image's ground truth, what a map knows about *its* image no longer helps while what it knows about images
+    in general still does: the difference is the part that follows the object. An image-independent map
+    (centre, constant, :func:`mean_object_map`, :func:`dataset_mean_map`) scores **exactly 0** on average over
+    the images, for *any* permutation: with the same map m on every image, sum_i score(m, g_pi(i)) =
+    sum_j score(m, g_j) (tested; the per-image values differ from 0, which is the null spread an interval
+    must cover).
+
+    Permutations: ``n_perm`` random derangements (seeded, no image keeps its own ground truth;
+    :func:`derangements`), the same for every seed, drawn *within* each of the two cross-fitting halves
+    (``split_halves(N, seed)``). Why within: the best head is chosen on half A and reported on half B; if B's
+    images were scored against A's ground truths, B's null would share data with the choice, and for an
+    image-independent map each head's excess sums to exactly 0 over all images, so the head best on A would be
+    reported at exactly minus its A score on B -- a negative bias of the cross-fitted best head. Within halves
+    the excess of each half depends on that half only, and an image-independent map's cross-fitted best head
+    is exactly 0 as well. ``permutations`` [P, N] may be given instead (e.g. :func:`cyclic_shifts`, the
+    exhaustive null, every other ground truth once: exact for the per-head and mean-over-heads scores, not for
+    the best head). Images whose ground truth is empty or covers the whole label have no AUROC and are left
+    out before permuting (counted).
+    """
+    maps = [maps] if isinstance(maps, torch.Tensor) else list(maps)
+    if not maps:
+        raise ValueError("object_specific needs the maps of at least one seed")
+    for k, m in enumerate(maps):
+        if m.dim() != 4 or m.shape[0] != gts.shape[0] or m.shape[1:] != maps[0].shape[1:]:
+            raise ValueError(f"object_specific: maps[{k}] has shape {tuple(m.shape)}; every seed's maps must be "
+                             f"[N, heads, h, w] with N = {gts.shape[0]} (the gts) and the same heads and grid")
+    bad = [mt for mt in metrics if mt not in OBJECT_METRICS]
+    if bad:
+        raise ValueError(f"object_specific: metrics {bad} unknown; pass a subset of {OBJECT_METRICS}")
+    gts = gts.bool()
+    frac = gts.flatten(1).float().mean(1)  # [N]
+    keep = ((frac > 0) & (frac < 1)).nonzero().flatten()
+    n = int(keep.numel())
+    if n < 4:
+        raise ValueError(f"object_specific: {n} images with a ground truth that is neither empty nor full; the "
+                         "permutation null within two cross-fitting halves needs at least 4: pass more images")
+    halves = split_halves(n, seed)
+    if permutations is None:
+        perms = derangements(n, n_perm, seed, groups=halves)
+    else:
+        perms = torch.as_tensor(permutations).long()
+        if perms.dim() != 2 or perms.shape[1] != n:
+            raise ValueError(f"object_specific: permutations must be [P, {n}] over the kept images, "
+                             f"got {tuple(perms.shape)}")
+        if bool((perms == torch.arange(n)).any()):
+            raise ValueError("object_specific: a given permutation keeps an image on its own ground truth; "
+                             "pass derangements (rtsseg.attention.evaluate.derangements or cyclic_shifts)")
+    g, area = token_counts(gts[keep], maps[0].shape[-2:])  # [n, T], [T]
+    own, null, excess, best, heads = ({mt: [] for mt in metrics} for _ in range(5))
+    for m in maps:
+        p = _token_probs(m[keep])  # [n, heads, T]
+        o = size_free_scores(p, g, area)
+        acc = {mt: torch.zeros_like(o[mt]) for mt in metrics}
+        for perm in perms:
+            sc = size_free_scores(p, g[perm], area)  # image i against the gt of image perm[i]
+            for mt in metrics:
+                acc[mt] += sc[mt]
+        for mt in metrics:
+            nl = acc[mt] / len(perms)  # [n, heads]
+            ex = o[mt] - nl
+            own[mt].append(o[mt])
+            null[mt].append(nl)
+            excess[mt].append(ex)
+            hd = crossfit_heads(ex, *halves)
+            heads[mt].append(hd)
+            best[mt].append(_per_image_heads(ex, hd, halves))
+    return ObjectSpecificScores(own, null, excess, best, heads, keep, perms, int(gts.shape[0] - n), halves)
+
+
+def object_specific_interval(scores: ObjectSpecificScores, metric: str = "auroc", head: str | int = "best",
+                             sequences=None, block_len: int | None = None, n_boot: int = 2000, seed: int = 0,
+                             level: float = 0.95):
+    """The interval of the mean excess over seeds and images (:class:`rtsseg.stats.Interval`): hierarchical
+    bootstrap (seeds, then images within seeds); images that are video frames (CamVid) pass ``sequences`` (one
+    id per *kept* image, ``scores.index`` selects them) and resample circular blocks of frames within each
+    sequence; a list over *all* the images given to :func:`object_specific` (e.g. ``GroundTruthSet.sequences``)
+    is narrowed to the kept ones. The head choice is the one cross-fitted on all images (not redone per
+    replicate)."""
+    if sequences is not None:
+        seq = list(sequences)
+        if len(seq) == scores.images + scores.left_out and scores.left_out:
+            seq = [seq[int(i)] for i in scores.index]
+        if len(seq) != scores.images:
+            raise ValueError(f"object_specific_interval: {len(seq)} sequence ids for {scores.images} kept images "
+                             f"({scores.left_out} left out); pass one id per image given to object_specific")
+        sequences = seq
+    return stats.hierarchical_bootstrap(scores.per_image(metric, head), n_boot=n_boot, seed=seed, level=level,
+                                        block_len=block_len, sequences=sequences)

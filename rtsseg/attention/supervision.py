@@ -17,6 +17,19 @@ for any map that lies inside the box, whatever its shape there, and penalises on
 negative log-likelihood of "a token drawn from the map lies in the object", bounded by -log(eps) = 13.8,
 with gradient -1/mass on the tokens inside: strong when the map misses the object, vanishing once it is in.
 Maps must already be probability maps (each sums to 1, e.g. :class:`rtsseg.attention.capture.AttentionRecorder`).
+
+**A loss no image-independent map can satisfy** (:func:`contrastive_box_attention_loss`). Tiny-ImageNet boxes are
+centred and cover half the image: a centre blob already puts most of its mass inside most boxes, so a control
+trained with -log(mass) alone learns mostly a centre blob (its object-specific excess, chapter 5, is small). The
+contrastive form asks each map to put more mass (per unit area) in *its own* image's box than in the other boxes
+of the batch: with r_{b,j} = mass of map b inside box j / area of box j (the mass ratio, 1 = uniform),
+
+    loss = mean over images b and heads k of  -log( r_{b,b} / sum_j r_{b,j} )
+
+(a cross-entropy over the batch's boxes, the true box the target). For a map m that ignores the image,
+r_{b,j} = r_j for every b, and the mean over b of -log(r_b / sum_j r_j) is >= log B by the inequality of
+arithmetic and geometric means (equality when every r_j is equal): no image-independent map gets below log B,
+while a map that follows its object goes towards 0. It is the training-time twin of chapter 5's permutation null.
 """
 
 from __future__ import annotations
@@ -95,3 +108,30 @@ def box_attention_loss(maps: torch.Tensor, boxes: torch.Tensor, image_size: int,
     (inclusive) in the ``image_size`` px input image (scale Tiny-ImageNet's 64 px boxes when resizing).
     """
     return mask_attention_loss(maps, box_token_mask(boxes.to(maps.device), image_size, maps.shape[-2:]), heads)
+
+
+def contrastive_box_attention_loss(maps: torch.Tensor, boxes: torch.Tensor, image_size: int,
+                                   heads: Sequence[int] | None = None) -> torch.Tensor:
+    """Mean over images and chosen heads of -log(r_bb / sum_j r_bj), r_bj = mass of map b in box j / area of
+    box j (module docstring): >= log(B) for any map that ignores the image, -> 0 for maps that follow the object.
+
+    maps [B, heads, h, w] (each sums to 1, differentiable); boxes float [B, 4] pixels x0, y0, x1, y1 (inclusive)
+    in the ``image_size`` px input. A batch of one image has no other box to contrast with: 0 (attached).
+    """
+    if maps.dim() != 4:
+        raise ValueError(f"maps must be [B, heads, h, w], got {tuple(maps.shape)}")
+    b, n_heads, h, w = maps.shape
+    if b < 2:
+        return maps.sum() * 0.0
+    target = box_token_mask(boxes.to(maps.device), image_size, (h, w)).to(maps.dtype)  # [B, h, w]
+    if heads is not None:
+        heads = list(heads)
+        if not heads or min(heads) < 0 or max(heads) >= n_heads:
+            raise ValueError(f"heads {heads} must be a non-empty subset of 0..{n_heads - 1}")
+        maps = maps[:, heads]
+    area = target.flatten(1).sum(-1) / (h * w)  # [B] share of the image
+    mass = torch.einsum("bkt,jt->bkj", maps.flatten(2), target.flatten(1))  # [B, k, B]: map b in box j
+    ratio = mass / area.clamp_min(EPS)  # [B, k, B]
+    logits = torch.log(ratio + EPS)
+    own = torch.arange(b, device=maps.device)
+    return -(logits.log_softmax(-1)[own, :, own]).mean()

@@ -272,3 +272,63 @@ def download_cocostuff(
         if all(done("annotations", s) for s in SPLITS):
             archive.unlink()  # kept otherwise: the other split's maps are in the same zip
     return dest
+
+
+# ---- COCO-Stuff-27 from val2017 alone (1 GB instead of 19 GB) ------------------------------------------
+
+#: Images of the curated val2017 list (2,175) held out for choosing hyper-parameters and for the final test; the
+#: rest (975) fits the decoders. The test block is the larger one: its mIoU is the number the book reports.
+VAL_HELD_OUT = 200
+VAL_TEST = 1000
+VAL_SPLIT_NAMES = ("fit", "held_out", "test")
+
+
+def _split_rank(image_id: str, seed: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"rtsseg-cocostuff-val:{seed}:{image_id}".encode()).hexdigest()
+
+
+def cocostuff_val_splits(
+    curated_dir: str | os.PathLike,
+    n_held_out: int = VAL_HELD_OUT,
+    n_test: int = VAL_TEST,
+    n_fit: int | None = None,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """``{"fit", "held_out", "test": [image id, ...]}``: the curated COCO-Stuff-27 val2017 list split by image id,
+    for a run that downloads val2017 only (``rtsseg download cocostuff DEST --splits val2017``).
+
+    Why by a hash and not by list position: the order is a pseudo-random one fixed by ``(seed, id)`` alone
+    (sha256), so the split is the same whatever the list's order or the machine, and no split is a block of
+    the list (the curated list is sorted by id, and COCO ids follow collection time). The ``n_test`` first ids of
+    that order are the test block, the next ``n_held_out`` the held-out block, then ``n_fit`` (None: all the
+    rest) fit. Disjoint by construction; each list is returned in the curated list's order."""
+    ids = read_curated_ids(curated_dir, "val2017")
+    if len(set(ids)) != len(ids):
+        raise DataError(Path(curated_dir) / "val2017" / CURATED_LIST, "repeated image ids",
+                        "restore it from janghyuncho/PiCIE curated/")
+    for name, n in (("n_held_out", n_held_out), ("n_test", n_test), ("n_fit", n_fit)):
+        if n is not None and n < 1:
+            raise ValueError(f"cocostuff_val_splits: {name}={n} must be at least 1")
+    rest = len(ids) - n_held_out - n_test
+    if rest < 1 or (n_fit is not None and n_fit > rest):
+        raise ValueError(
+            f"cocostuff_val_splits: the curated val2017 list has {len(ids)} ids, fewer than n_test={n_test} + "
+            f"n_held_out={n_held_out} + {'1' if n_fit is None else f'n_fit={n_fit}'}. Fix: ask for smaller blocks")
+    order = sorted(ids, key=lambda i: _split_rank(i, seed))
+    blocks = {"test": order[:n_test], "held_out": order[n_test:n_test + n_held_out],
+              "fit": order[n_test + n_held_out:][:n_fit]}
+    position = {image_id: k for k, image_id in enumerate(ids)}
+    return {name: sorted(blocks[name], key=position.__getitem__) for name in VAL_SPLIT_NAMES}
+
+
+def val_split_indices(dataset: COCOStuff, splits: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Indices into ``dataset`` (``COCOStuff(root, "val2017", coarse=True)``) of each split of
+    :func:`cocostuff_val_splits`, for ``torch.utils.data.Subset``. An id the dataset lacks raises."""
+    where = {image_id: k for k, image_id in enumerate(dataset.ids)}
+    missing = sorted({i for ids in splits.values() for i in ids} - set(where))
+    if missing:
+        raise MissingDataError(dataset.root / "images" / dataset.split / f"{missing[0]}.jpg",
+                               f"{len(missing)} id(s) of the val splits are not in this dataset; {HOW_TO_GET}")
+    return {name: [where[i] for i in ids] for name, ids in splits.items()}

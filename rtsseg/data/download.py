@@ -1,7 +1,7 @@
 """Fetch the data sets from their official sources (meant for Colab; tests use tiny local trees).
 
     python -m rtsseg.data.download camvid DEST
-    python -m rtsseg.data.download tinyimagenet DEST
+    python -m rtsseg.data.download tinyimagenet DEST [--per-class 100]
     python -m rtsseg.data.download cocostuff DEST --splits val2017 [train2017]
 
 Each downloader writes the layout its loader reads and returns the root to pass to it. The primitives they
@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("name", help="camvid | tinyimagenet | cocostuff")
     parser.add_argument("dest", help="folder to download into")
     parser.add_argument("--splits", nargs="+", default=None, help="COCO-Stuff splits (default: val2017)")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="Tiny-ImageNet: keep the first N train images per class (the book: 100)")
     args = parser.parse_args(argv)
     kwargs = {"splits": tuple(args.splits)} if args.splits else {}
+    if args.per_class is not None:
+        kwargs["per_class"] = args.per_class
     root = download(args.name, args.dest, **kwargs)
     print(root)
     return root

@@ -68,11 +68,14 @@ def unzip(
     dest: str | os.PathLike,
     rename: Callable[[str], str | None] = lambda name: name,
     progress: bool = True,
+    rewrite: dict[str, Callable[[bytes], bytes]] | None = None,
 ) -> int:
     """Extract ``archive`` into ``dest``; ``rename(member) -> relative path | None`` (None skips it).
 
-    Returns the number of files written. Members escaping ``dest`` are refused.
+    ``rewrite[member](bytes) -> bytes`` writes a transformed member (a subset's index file keeps only the
+    lines of the files kept). Returns the number of files written. Members escaping ``dest`` are refused.
     """
+    rewrite = rewrite or {}
     archive, dest = Path(archive), Path(dest).resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -86,8 +89,11 @@ def unzip(
                 if dest not in target.parents:
                     raise DataError(archive, f"member {member.filename!r} escapes {dest}", "use the official zip")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                if member.filename in rewrite:
+                    target.write_bytes(rewrite[member.filename](zf.read(member)))
+                else:
+                    with zf.open(member) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, _CHUNK)
                 written += 1
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # truncated, bad CRC, damaged deflate stream
         raise CorruptFileError(archive, f"bad zip: {e}", "delete the file and download it again") from e
@@ -103,6 +109,27 @@ def is_complete(root: str | os.PathLike) -> bool:
     return (Path(root) / MARKER).is_file()
 
 
+def marker_info(root: str | os.PathLike) -> dict:
+    """The fields of ``root``'s :data:`MARKER` ({} without one, or for an unreadable one)."""
+    try:
+        return json.loads((Path(root) / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def zip_members(archive: str | os.PathLike) -> list[str]:
+    """Names of the files (not folders) in ``archive``; a damaged zip raises ``CorruptFileError`` and is deleted
+    (as in :func:`extract_complete`: ``fetch`` would otherwise hand it back on the next call)."""
+    archive = Path(archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return [m.filename for m in zf.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        archive.unlink(missing_ok=True)
+        raise CorruptFileError(archive, f"bad zip: {e}",
+                               "it was deleted: run the download again (if it fails again, check the URL)") from e
+
+
 def extract_complete(
     archive: str | os.PathLike,
     root: str | os.PathLike,
@@ -110,6 +137,8 @@ def extract_complete(
     required: tuple[str, ...] = (),
     progress: bool = True,
     fix: str = "delete it and download it again, or check the URL",
+    rewrite: dict[str, Callable[[bytes], bytes]] | None = None,
+    marker: dict | None = None,
 ) -> int:
     """Extract the members of ``archive`` that ``rename`` maps (to a path relative to ``root``) into ``root``,
     all or nothing; returns the number of files written.
@@ -121,6 +150,8 @@ def extract_complete(
     markers existed) is moved aside and deleted only once the new folder is in place. A damaged archive is
     deleted (``fetch`` would otherwise hand it back on the next call) and raises ``CorruptFileError``; every
     failure is one line naming the file or folder; ``fix`` is the advice for an archive that lacks members.
+    ``rewrite`` goes to :func:`unzip`; ``marker`` adds fields to the marker (what subset was kept, read back by
+    :func:`marker_info`).
     """
     archive, root = Path(archive), Path(root)
     partial = root.parent / f".{root.name}.partial"
@@ -132,7 +163,7 @@ def extract_complete(
         raise DataError(root.parent, f"cannot create {partial.name} ({e.strerror or e})",
                         "make the folder writable, or download into another one") from e
     try:
-        written = unzip(archive, partial, rename, progress=progress)
+        written = unzip(archive, partial, rename, progress=progress, rewrite=rewrite)
     except CorruptFileError as e:
         shutil.rmtree(partial, ignore_errors=True)
         archive.unlink(missing_ok=True)
@@ -155,7 +186,7 @@ def extract_complete(
         raise DataError(archive, f"incomplete archive for {root.name} ({what})", fix)
     (partial / MARKER).write_text(json.dumps({
         "archive": archive.name, "archive_bytes": archive.stat().st_size, "members": written,
-        "checked": list(required), "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "checked": list(required), "completed": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(marker or {}),
     }, indent=2))
     old = root.parent / f".{root.name}.old"
     if root.exists():

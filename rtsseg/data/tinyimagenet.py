@@ -356,18 +356,79 @@ def _from_stored(stored: dict) -> TinyImageNetTensors:
 DOWNLOAD_REQUIRED = ("wnids.txt", "words.txt", "train", "val/images", "val/val_annotations.txt")
 
 
-def download_tiny_imagenet(dest: str | os.PathLike, url: str = URL, progress: bool = True) -> Path:
+#: The book's subset: the first 100 train images of each class (20,000), as ``../shared/data`` holds it.
+BOOK_PER_CLASS = 100
+
+
+def subset_members(members: list[str], per_class: int | None, prefix: str = "tiny-imagenet-200/") -> dict[str, str]:
+    """``{member: path below the root}`` of the official zip's members to keep: with ``per_class`` n, the first
+    n train images of each class *in the loader's order* (:func:`_index_key`: ``x_2`` before ``x_10``, so
+    exactly what ``TinyImageNet(root, max_per_class=n)`` reads of the full set), every class's boxes file, the
+    whole val split, ``wnids.txt`` and ``words.txt``; the unlabelled ``test/`` split is left out (the loader
+    refuses it). ``per_class=None`` keeps every member."""
+    if per_class is not None and per_class < 1:
+        raise ValueError(f"per_class must be >= 1 or None, got {per_class}")
+    below = {m: m[len(prefix):] for m in members if m.startswith(prefix) and len(m) > len(prefix)}
+    if per_class is None:
+        return below
+    images: dict[str, list[str]] = {}
+    keep = {}
+    for member, rel in below.items():
+        parts = rel.split("/")
+        if parts[0] == "test":
+            continue
+        if parts[0] == "train" and len(parts) == 4 and parts[2] == "images":
+            if is_image_file(Path(parts[3])):
+                images.setdefault(parts[1], []).append(member)
+            continue
+        keep[member] = rel
+    for files in images.values():
+        for member in sorted(files, key=lambda m: _index_key(Path(m)))[:per_class]:
+            keep[member] = below[member]
+    return keep
+
+
+def _boxes_rewrites(kept: dict[str, str]) -> dict[str, Callable[[bytes], bytes]]:
+    """Each class's ``<wnid>_boxes.txt`` reduced to the lines of the images kept (in the file's own order)."""
+    names: dict[str, set[str]] = {}
+    for rel in kept.values():
+        parts = rel.split("/")
+        if parts[0] == "train" and len(parts) == 4 and parts[2] == "images":
+            names.setdefault(parts[1], set()).add(parts[3])
+    rewrites = {}
+    for member, rel in kept.items():
+        parts = rel.split("/")
+        if parts[0] == "train" and len(parts) == 3 and parts[2] == f"{parts[1]}_boxes.txt":
+            wanted = {name.encode() for name in names.get(parts[1], ())}
+            rewrites[member] = lambda data, wanted=wanted: b"".join(
+                line for line in data.splitlines(keepends=True) if (line.split() or [b""])[0] in wanted)
+    return rewrites
+
+
+def download_tiny_imagenet(dest: str | os.PathLike, url: str = URL, progress: bool = True,
+                           per_class: int | None = None) -> Path:
     """Download and unzip Tiny-ImageNet-200 into ``dest``; returns ``dest/tiny-imagenet-200`` (about 240 MB).
 
+    ``per_class=100`` (:data:`BOOK_PER_CLASS`, ``rtsseg download tiny-imagenet DEST --per-class 100``) keeps the
+    book's subset: the first 100 train images of each class in the loader's order (20,000, the file list of
+    ``../shared/data``; the boxes files reduced to them), the whole val split (10,000), no test split
+    (:func:`subset_members`). Without it the official 100,000 train images are kept, five times the book's.
+
     The folder counts as there only with the completion marker of :func:`rtsseg.data.fetch.extract_complete`
-    (not with ``wnids.txt``, one of the first members of the zip: an interrupted extraction has it too)."""
+    (not with ``wnids.txt``, one of the first members of the zip: an interrupted extraction has it too), and only
+    for the same ``per_class`` (recorded in the marker; a folder of another subset is replaced)."""
+    from rtsseg.data.fetch import marker_info, zip_members
+
+    if per_class is not None and per_class < 1:
+        raise ValueError(f"per_class must be >= 1 or None (all), got {per_class}. Fix: --per-class 100 (the book)")
     dest = Path(dest)
     root = dest / "tiny-imagenet-200"
-    if is_complete(root):
+    if is_complete(root) and marker_info(root).get("per_class") == per_class:
         return root
     archive = fetch(url, dest / "tiny-imagenet-200.zip", progress=progress)
-    prefix = "tiny-imagenet-200/"  # members "tiny-imagenet-200/wnids.txt" -> "wnids.txt" below root
-    extract_complete(archive, root, lambda n: n[len(prefix):] if n.startswith(prefix) else None,
-                     DOWNLOAD_REQUIRED, progress=progress)
+    kept = subset_members(zip_members(archive), per_class)
+    extract_complete(archive, root, kept.get, DOWNLOAD_REQUIRED, progress=progress,
+                     rewrite=_boxes_rewrites(kept) if per_class is not None else None,
+                     marker={"per_class": per_class})
     archive.unlink()
     return root

@@ -14,12 +14,16 @@ them linearly to the new number of offsets (like Swin's bias-table resampling).
 from __future__ import annotations
 
 import copy
+import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtsseg.models.backbone import Backbone
+from rtsseg.models.backbone import (AttentionLayout, AttentionRecord, Backbone, ImageSize, attn_drop_probabilities,
+                                    hooks, image_hw)
 from rtsseg.models.resnet import ResNetBackbone, create_resnet_small
 
 
@@ -70,6 +74,7 @@ class MHSA(nn.Module):
         if dim % num_heads:
             raise ValueError(f"MHSA: dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
+        self.stride = stride
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
         self.fused_attn = False
@@ -95,23 +100,72 @@ class MHSA(nn.Module):
 
 
 class BoTNetBackbone(ResNetBackbone):
-    """A ResNet backbone whose layer4 uses MHSA; attention layers are ``model.layer4.<i>.conv2``."""
+    """A ResNet backbone whose layer4 uses MHSA; attention layers are ``model.layer4.<i>.conv2``.
+
+    Attention is global over the feature map entering each MHSA (no prefix tokens); the default map of a
+    head is the attention each position receives. ``feature_stride`` is layer4's input stride (the stem and
+    layers 1-3, each stride-2 step rounding up), measured once when not given.
+    """
 
     family = "botnet"
+
+    def __init__(self, name: str, model: nn.Module, feature_stride: int | None = None) -> None:
+        super().__init__(name, model)
+        if feature_stride is None:  # exact for strides dividing 256 (ResNet-50: 16, resnet_small: 4)
+            feature_stride = 256 // _layer4_input_size(model, 256)[0]
+        self.feature_stride = int(feature_stride)
 
     def attention_layers(self) -> list[str]:
         return [f"model.layer4.{i}.conv2" for i in range(len(self.model.layer4))]
 
+    def token_grid(self, x: ImageSize, layer: str | int | None = None) -> tuple[int, int]:
+        """layer4's input grid (ceil of H / stride), halved (floor: 2x2 average pooling) after each stride-2 MHSA."""
+        index = self.attention_layers().index(self.resolve_attention_layer(layer))
+        hh, ww = image_hw(x)
+        h, w = math.ceil(hh / self.feature_stride), math.ceil(ww / self.feature_stride)
+        for block in self.model.layer4[:index]:
+            if block.conv2.stride == 2:
+                h, w = h // 2, w // 2
+        return h, w
+
+    @contextmanager
+    def _recording(self, record: AttentionRecord) -> Iterator[None]:
+        """``MHSA`` (unfused: ``attn_drop`` input [B, heads, H*W, H*W]); grid and batch from its input [B, C, H, W]."""
+        module = self.get_submodule(record.layer)
+        seen: dict[str, tuple] = {}
+
+        def on_input(_m, args) -> None:
+            seen["shape"] = tuple(args[0].shape)  # [B, C, H, W]
+
+        def on_probs(attn: torch.Tensor) -> None:
+            b, _, h, w = seen["shape"]
+            record.attn = attn
+            record.layout = AttentionLayout(grid=(h, w), batch=b)
+
+        with hooks(module.register_forward_pre_hook(on_input)), attn_drop_probabilities(module, on_probs):
+            yield
+
+
+class _Reached(Exception):
+    """Stops the probe forward once layer4's input is seen."""
+
 
 @torch.no_grad()
 def _layer4_input_size(model: nn.Module, img_size: int) -> tuple[int, int]:
-    """Spatial size of layer4's input for a square ``img_size`` image (one dummy forward, eval mode)."""
+    """Spatial size of layer4's input for a square ``img_size`` image (one dummy forward up to layer4, eval mode)."""
     seen: list[tuple[int, int]] = []
-    handle = model.layer4.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
+
+    def reached(_m, args) -> None:
+        seen.append(tuple(args[0].shape[-2:]))
+        raise _Reached
+
+    handle = model.layer4.register_forward_pre_hook(reached)
     was_training = model.training
     try:
         model.eval()
         model.forward_features(torch.zeros(1, 3, img_size, img_size))
+    except _Reached:
+        pass
     finally:
         handle.remove()
         model.train(was_training)

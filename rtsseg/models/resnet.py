@@ -17,7 +17,11 @@ from rtsseg.models.backbone import Backbone
 
 
 class ResNetBackbone(Backbone):
-    """Wraps a timm ``ResNet`` (``num_classes=0``); no attention layers."""
+    """Wraps a timm ``ResNet`` (``num_classes=0``).
+
+    No attention: ``attention_layers()`` is [] (inherited), so ``record_attention``, ``attention`` and
+    ``token_grid`` raise "has no attention layers" (BoTNet, a subclass, adds them). Stages: layer1..layer4.
+    """
 
     family = "resnet"
     memory_format = torch.channels_last  # oneDNN / cuDNN convolutions run NHWC natively (BoTNet inherits)
@@ -28,6 +32,10 @@ class ResNetBackbone(Backbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)  # [B, C, H/stride, W/stride]
+
+    def stage_layers(self, blocks: list[int] | None = None) -> list[str]:
+        """layer1..layer3 (layer4 is ``forward_features``); ``blocks`` is ignored."""
+        return ["model.layer1", "model.layer2", "model.layer3"]
 
 
 def create_resnet50(name: str = "resnet50", pretrained_tag: str | None = None, **kwargs) -> ResNetBackbone:

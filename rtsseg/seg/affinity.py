@@ -3,22 +3,20 @@
 The attention-aware decoder (:mod:`rtsseg.seg.decoders`) needs three things from the backbone:
 
     stages    [B, C_s, h_s, w_s] for s = 1..S, finest first, the last one = ``forward_features`` (SegFormer-style
-              inputs). Hierarchical backbones give their stages (Swin: ``model.layers[i]``; ResNet/BoTNet:
-              ``layer1..layer4``); a ViT has one grid, so several blocks are taken (``vit_blocks``).
+              inputs): ``Backbone.stages`` (hierarchical backbones give their stages; a single-grid backbone,
+              a ViT, taps several blocks, ``vit_blocks``).
     affinity  [B, heads, N, N] of the LAST attention layer on its token grid (h, w), N = h*w, every row a
-              probability over the N patch keys:
-                ViT     the patch-to-patch block of the last block's attention, rows renormalised (the CLS key
-                        dropped);
-                Swin    the last block's window attention put back on the full grid: A[i, j] = window attention
-                        when i and j share a window (cyclic shift undone, padding dropped), 0 otherwise;
-                BoTNet  the last MHSA's attention (already all-to-all).
-    maps      [B, heads, h, w] per-head maps with :mod:`rtsseg.attention.capture`'s default query (CLS for
-              ViT, "received" otherwise), each summing to 1 -- the same maps the attention chapter studies.
+              probability over the N grid keys, read from the recorded ``AttentionLayout``:
+                global attention    the grid-to-grid block, rows renormalised when prefix tokens (a CLS key)
+                                    are dropped; without prefix tokens the attention as recorded;
+                windowed attention  put back on the full grid: A[i, j] = window attention when i and j share a
+                                    window (cyclic shift undone, padding dropped), 0 otherwise.
+    maps      [B, heads, h, w] per-head maps with the backbone's ``default_query`` (CLS row for ViT,
+              "received" otherwise), each summing to 1 -- the same maps the attention chapter studies.
 
-Hooks follow ``capture_attention_weights``: the attention module is switched to its unfused path inside a
-context manager and ``attn_drop``'s input (the post-softmax attention) is recorded; outputs are unchanged.
-With ``grad=True`` nothing is detached, so a fine-tuned backbone gets gradients through features and
-attention (for the attention-supervision loss on the backbone's heads).
+The attention is recorded by the backbone (``Backbone.record_attention``) around the same forward that gives
+the stages, so outputs are unchanged. With ``grad=True`` nothing is detached, so a fine-tuned backbone gets
+gradients through features and attention (for the attention-supervision loss on the backbone's heads).
 """
 
 from __future__ import annotations
@@ -29,14 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rtsseg.attention.capture import (
-    _module,
-    grid_maps,
-    resolve_layer,
-    swin_maps,
-    unfused_attention,
-    window_token_index,
-)
+from rtsseg.attention.capture import layout_maps, window_token_index
+from rtsseg.models.backbone import AttentionLayout
 
 
 @dataclass
@@ -47,30 +39,16 @@ class BackboneOutputs:
     grid: tuple[int, int]  # (h, w) of the attention's token grid
 
 
-def default_vit_blocks(depth: int) -> list[int]:
-    """Indices of the intermediate ViT blocks used as extra "stages": ~1/4, 1/2, 3/4 of the depth (the last
-    block enters through ``forward_features``, after the final norm), as DPT/ViTDet do with 4 taps."""
-    return sorted({max(0, min(depth - 2, round(depth * k / 4) - 1)) for k in (1, 2, 3)})
-
-
 def stage_modules(backbone: nn.Module, vit_blocks: list[int] | None = None) -> list[str]:
     """Module names whose outputs are the intermediate stages (the last stage is ``forward_features``)."""
-    family = getattr(backbone, "family", "")
-    if family == "vit":
-        blocks = vit_blocks if vit_blocks is not None else default_vit_blocks(len(backbone.model.blocks))
-        return [f"model.blocks.{i}" for i in blocks]
-    if family == "swin":
-        return [f"model.layers.{i}" for i in range(len(backbone.model.layers) - 1)]
-    if family in ("resnet", "botnet"):
-        return ["model.layer1", "model.layer2", "model.layer3"]
-    raise ValueError(f"no multi-stage features for backbone family {family!r}; use a ViT, Swin, ResNet or BoTNet")
+    return backbone.stage_layers(vit_blocks)
 
 
 def swin_full_affinity(attn: torch.Tensor, batch: int, grid: tuple[int, int], window: tuple[int, int],
                        shift: tuple[int, int]) -> torch.Tensor:
     """Window attention [B*nW, heads, T, T] -> block-sparse [B, heads, N, N] on the original grid.
 
-    A[b, h, i, j] = attention of token i to token j inside their common window (timm's cyclic shift and
+    A[b, h, i, j] = attention of token i to token j inside their common window (the cyclic shift and
     padding undone via ``window_token_index``), 0 across windows; rows renormalised over the real tokens
     (padding keys dropped).
     """
@@ -90,68 +68,34 @@ def swin_full_affinity(attn: torch.Tensor, batch: int, grid: tuple[int, int], wi
     return full / full.sum(-1, keepdim=True).clamp_min(torch.finfo(full.dtype).tiny)
 
 
+window_full_affinity = swin_full_affinity
+
+
+def layout_affinity(attn: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
+    """Recorded attention [B*, heads, Nq, Nk] and its layout -> [B, heads, N, N] over the grid tokens."""
+    if layout.window is not None:
+        return swin_full_affinity(attn, layout.batch, layout.grid, layout.window, layout.shift)
+    p = layout.prefix
+    if not p:
+        return attn  # already grid-to-grid, rows sum to 1
+    patches = attn[:, :, p:, p:]  # [B, heads, N, N]
+    return patches / patches.sum(-1, keepdim=True).clamp_min(torch.finfo(patches.dtype).tiny)
+
+
 def backbone_outputs(backbone: nn.Module, x: torch.Tensor, vit_blocks: list[int] | None = None,
                      grad: bool = False) -> BackboneOutputs:
     """One forward of ``backbone`` on normalised images ``x`` [B,3,H,W]: stages, affinity and maps.
 
     ``grad=False`` runs under ``torch.no_grad`` (frozen backbone, cached features).
     """
-    family = getattr(backbone, "family", "")
-    layer = resolve_layer(backbone, None)  # the last attention layer
-    attn_module = _module(backbone, layer)
-    names = stage_modules(backbone, vit_blocks)
-    record: dict[str, object] = {}
-    outs: dict[str, torch.Tensor] = {}
-
-    def keep(name: str):
-        def hook(_m, _a, out):
-            outs[name] = out
-        return hook
-
-    def on_attn(_m, args, _out):
-        record["attn"] = args[0]
-
-    def on_input(_m, args):
-        record["input_shape"] = tuple(args[0].shape)
-
-    parent = _module(backbone, layer.rsplit(".", 1)[0]) if family == "swin" else attn_module
-    handles = [_module(backbone, n).register_forward_hook(keep(n)) for n in names]
-    handles += [attn_module.attn_drop.register_forward_hook(on_attn), parent.register_forward_pre_hook(on_input)]
-    try:
-        with ExitStack() as stack:
-            stack.enter_context(torch.no_grad() if not grad else nullcontext())
-            stack.enter_context(unfused_attention(attn_module))
-            last = backbone.forward_features(x)  # [B, C, h, w]
-    finally:
-        for hd in handles:
-            hd.remove()
-    if "attn" not in record:
-        raise RuntimeError(f"layer {layer!r} did not run its unfused attention path")
-    attn: torch.Tensor = record["attn"].float()
-    shape = record["input_shape"]
-    b = x.shape[0]
-    stages = []
-    for n in names:
-        o = outs[n]
-        if family == "vit":  # [B, P + h*w, C] -> [B, C, h, w]
-            gh, gw = backbone.grid_size(x)
-            o = o[:, backbone.model.num_prefix_tokens:].transpose(1, 2).reshape(b, -1, gh, gw)
-        elif family == "swin":  # [B, h, w, C]
-            o = o.permute(0, 3, 1, 2)
-        stages.append(o)
-    stages.append(last)
-    if family == "swin":
-        grid, window, shift = (shape[1], shape[2]), tuple(parent.window_size), tuple(parent.shift_size)
-        affinity = swin_full_affinity(attn, b, grid, window, shift)
-        maps = swin_maps(attn, b, grid, window, shift, "received")
-    elif family == "botnet":
-        grid = (shape[2], shape[3])
-        affinity = attn
-        maps = grid_maps(attn, grid, 0, "received")
-    else:
-        grid = backbone.grid_size(x)
-        prefix = shape[1] - grid[0] * grid[1]
-        patches = attn[:, :, prefix:, prefix:]  # [B, heads, N, N]
-        affinity = patches / patches.sum(-1, keepdim=True).clamp_min(torch.finfo(patches.dtype).tiny)
-        maps = grid_maps(attn, grid, prefix, "cls")
-    return BackboneOutputs(stages=stages, affinity=affinity, maps=maps, grid=tuple(grid))
+    with ExitStack() as stack:
+        stack.enter_context(torch.no_grad() if not grad else nullcontext())
+        record = stack.enter_context(backbone.record_attention())  # the last attention layer
+        stages = backbone.stages(x, vit_blocks)
+    if record.attn is None:
+        raise RuntimeError(f"layer {record.layer!r} did not run its unfused attention path")
+    attn = record.attn.float()
+    layout = record.layout
+    affinity = layout_affinity(attn, layout)
+    maps = layout_maps(attn, layout, backbone.default_query)
+    return BackboneOutputs(stages=stages, affinity=affinity, maps=maps, grid=tuple(layout.grid))

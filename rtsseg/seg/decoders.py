@@ -32,19 +32,44 @@ Control decoder: the MLP decoder with its widths (D, F) chosen so that its param
 attention-aware decoder's within 1 % (:func:`matched_control`); it sees no attention. Any gain of the
 attention-aware decoder over the control is therefore the attention's, not the extra capacity's.
 
+Names: every decoder of the ablation grid is registered where it is defined (:func:`register_decoder`);
+:func:`make_decoder` builds a name, :func:`build_decoder` rebuilds a stored ``config`` whose ``kind`` is a
+registered name -- a name read from a checkpoint selects only a registered factory, never code to import.
+
 The attention-supervision loss (:func:`attention_supervision_loss`) acts on Ā of mechanism (b): each query
 token whose cell is mostly (> 50 %) one class c is supervised to put its attention on the tokens of class c.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-KINDS = ("linear", "mlp", "attention", "control")
+#: name -> (factory(in_dims, num_classes, num_heads, k, embed_dim, fuse_dim) -> decoder, the class that rebuilds
+#: its ``config``). Filled by :func:`register_decoder` where each decoder is defined; the only list of names.
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], type]] = {}
+
+
+def register_decoder(name: str, rebuilds: type):
+    """timm-style registration: ``@register_decoder("attn_all", MLPDecoder)`` on a factory
+    ``(in_dims, num_classes, num_heads, k, embed_dim, fuse_dim) -> nn.Module`` makes ``name`` a decoder of
+    :func:`make_decoder` and a kind :func:`build_decoder` (and so ``load_segmenter``) accepts, rebuilt by
+    ``rebuilds.from_config``. Why a registry: the names are written once, and a name read from a checkpoint can
+    only select one of these factories, never import anything."""
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"decoder {name!r} is registered twice (rtsseg/seg/decoders.py)")
+        _REGISTRY[name] = (factory, rebuilds)
+        return factory
+    return wrap
+
+
+def list_decoders() -> list[str]:
+    """The registered decoder names, in registration order."""
+    return list(_REGISTRY)
 
 
 def _up(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -62,12 +87,19 @@ class LinearDecoder(nn.Module):
 
     uses_attention = False
 
-    def __init__(self, in_dims: Sequence[int], num_classes: int) -> None:
+    def __init__(self, in_dims: Sequence[int], num_classes: int, kind: str | None = None) -> None:
         super().__init__()
         from rtsseg.seg.probe import LinearSegHead
 
-        self.config = dict(kind="linear", in_dims=list(in_dims), num_classes=num_classes)
+        self.config = dict(kind=kind, in_dims=list(in_dims), num_classes=num_classes)
         self.head = LinearSegHead(in_dims[-1], num_classes)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LinearDecoder":
+        if set(config) != {"kind", "in_dims", "num_classes"}:  # a stored config holds exactly these
+            raise ValueError(f"linear decoder config has keys {sorted(config)}, expected "
+                             "['in_dims', 'kind', 'num_classes']")
+        return cls(config["in_dims"], config["num_classes"], config["kind"])
 
     def forward(self, stages: list[torch.Tensor], affinity=None, maps=None) -> torch.Tensor:
         return self.head(stages[-1])  # [B, K, h_S, w_S]
@@ -79,7 +111,7 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, in_dims: Sequence[int], num_classes: int, embed_dim: int = 64, fuse_dim: int = 64,
                  num_heads: int = 0, maps: bool = False, propagate: bool = False, gate: bool = False,
-                 k: int = 1, kind: str = "mlp") -> None:
+                 k: int = 1, kind: str | None = None) -> None:
         super().__init__()
         if (maps or propagate or gate) and num_heads < 1:
             raise ValueError("the attention mechanisms need num_heads >= 1 (the backbone's heads in the last layer)")
@@ -104,6 +136,10 @@ class MLPDecoder(nn.Module):
             self.head_logits = nn.Parameter(torch.zeros(num_heads))  # β
             self.strength = nn.Parameter(torch.zeros(()))  # γ, σ(0) = 0.5
         self.last_affinity: torch.Tensor | None = None  # Ā of the last forward, [B, N, N] (for the loss)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "MLPDecoder":
+        return cls(**config)
 
     def mixed_affinity(self, affinity: torch.Tensor) -> torch.Tensor:
         """Ā = Σ_h softmax(β)_h A_h: [B, H, N, N] -> [B, N, N], rows still sum to 1."""
@@ -156,24 +192,11 @@ def _grid_of(maps, affinity, stages) -> tuple[int, int]:
     raise ValueError(f"cannot tell the attention grid of N = {n} tokens; pass the maps too")
 
 
-def build_decoder(config: dict) -> nn.Module:
-    """Rebuild a decoder from its ``config`` (as stored in checkpoints)."""
-    config = dict(config)
-    kind = config.pop("kind")
-    if kind == "linear":
-        if set(config) != {"in_dims", "num_classes"}:  # a stored config holds exactly these
-            raise ValueError(f"linear decoder config has keys {sorted(config)}, expected ['in_dims', 'num_classes']")
-        return LinearDecoder(config["in_dims"], config["num_classes"])
-    if kind in ("mlp", "attention", "control"):
-        return MLPDecoder(**config, kind=kind)
-    raise ValueError(f"unknown decoder kind {kind!r}; choose one of {KINDS}")
-
-
 def attention_decoder(in_dims: Sequence[int], num_classes: int, num_heads: int, maps: bool = True,
                       propagate: bool = True, gate: bool = True, k: int = 1, embed_dim: int = 64,
                       fuse_dim: int = 64) -> MLPDecoder:
     """The attention-aware decoder with the chosen mechanisms (all three by default)."""
-    return MLPDecoder(in_dims, num_classes, embed_dim, fuse_dim, num_heads, maps, propagate, gate, k, "attention")
+    return MLPDecoder(in_dims, num_classes, embed_dim, fuse_dim, num_heads, maps, propagate, gate, k)
 
 
 def matched_control(reference: nn.Module, tolerance: float = 0.01) -> MLPDecoder:
@@ -190,32 +213,67 @@ def matched_control(reference: nn.Module, tolerance: float = 0.01) -> MLPDecoder
     d0, f0 = cfg.get("embed_dim", 64), cfg.get("fuse_dim", 64)
     best = min(((abs(params(d, f) - target), d, f) for d in range(d0, 2 * d0 + 1) for f in range(max(1, f0 // 2), 2 * f0 + 1)))
     _, d, f = best
-    control = MLPDecoder(in_dims, k_cls, embed_dim=d, fuse_dim=f, kind="control")
+    control = MLPDecoder(in_dims, k_cls, embed_dim=d, fuse_dim=f)
     got = count_parameters(control)
     if abs(got - target) > tolerance * target:
         raise ValueError(f"no control within {tolerance:.0%} of {target} parameters (best {got} at D={d}, F={f})")
     return control
 
 
+def build_decoder(config: dict) -> nn.Module:
+    """Rebuild a decoder from its ``config`` (as stored in checkpoints): ``config["kind"]`` must be a registered
+    name (:func:`register_decoder`); anything else is refused with a ``ValueError`` naming the known ones."""
+    kind = config.get("kind")
+    kind = _STORED_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
+    if not isinstance(kind, str) or kind not in _REGISTRY:
+        raise ValueError(f"unknown decoder kind {config.get('kind')!r}; choose one of {list_decoders()}")
+    return _REGISTRY[kind][1].from_config(dict(config))
+
+
 def make_decoder(name: str, in_dims: Sequence[int], num_classes: int, num_heads: int, k: int = 1,
                  embed_dim: int = 64, fuse_dim: int = 64) -> nn.Module:
-    """Decoders of the ablation grid by name: ``linear``, ``mlp``, ``control`` (matched to ``attn_all``),
-    ``attn_maps`` (a), ``attn_prop`` (b), ``attn_gate`` (c), ``attn_all`` (a+b+c)."""
-    if name == "linear":
-        return LinearDecoder(in_dims, num_classes)
-    if name == "mlp":
-        return MLPDecoder(in_dims, num_classes, embed_dim, fuse_dim)
-    flags = {"attn_maps": (True, False, False), "attn_prop": (False, True, False),
-             "attn_gate": (False, False, True), "attn_all": (True, True, True)}
-    if name in flags:
-        return attention_decoder(in_dims, num_classes, num_heads, *flags[name], k=k, embed_dim=embed_dim,
-                                 fuse_dim=fuse_dim)
-    if name == "control":
-        return matched_control(make_decoder("attn_all", in_dims, num_classes, num_heads, k, embed_dim, fuse_dim))
-    raise ValueError(f"unknown decoder {name!r}; choose linear, mlp, control, attn_maps, attn_prop, attn_gate, attn_all")
+    """The registered decoder ``name`` (:func:`list_decoders`: ``linear``, ``mlp``, ``control`` (matched to
+    ``attn_all``), ``attn_maps`` (a), ``attn_prop`` (b), ``attn_gate`` (c), ``attn_all`` (a+b+c)); its
+    ``config["kind"]`` is ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(list_decoders())}")
+    dec = _REGISTRY[name][0](in_dims, num_classes, num_heads=num_heads, k=k, embed_dim=embed_dim, fuse_dim=fuse_dim)
+    dec.config["kind"] = name
+    return dec
 
 
-DECODERS = ("linear", "mlp", "control", "attn_maps", "attn_prop", "attn_gate", "attn_all")
+@register_decoder("linear", LinearDecoder)
+def _linear(in_dims, num_classes, **_) -> LinearDecoder:
+    return LinearDecoder(in_dims, num_classes)
+
+
+@register_decoder("mlp", MLPDecoder)
+def _mlp(in_dims, num_classes, embed_dim=64, fuse_dim=64, **_) -> MLPDecoder:
+    return MLPDecoder(in_dims, num_classes, embed_dim, fuse_dim)
+
+
+def _attention(maps: bool, propagate: bool, gate: bool):
+    def factory(in_dims, num_classes, num_heads, k=1, embed_dim=64, fuse_dim=64) -> MLPDecoder:
+        return attention_decoder(in_dims, num_classes, num_heads, maps, propagate, gate, k, embed_dim, fuse_dim)
+    return factory
+
+
+for _name, _flags in (("attn_maps", (True, False, False)), ("attn_prop", (False, True, False)),
+                      ("attn_gate", (False, False, True)), ("attn_all", (True, True, True))):
+    register_decoder(_name, MLPDecoder)(_attention(*_flags))
+
+
+@register_decoder("control", MLPDecoder)
+def _control(in_dims, num_classes, num_heads, k=1, embed_dim=64, fuse_dim=64) -> MLPDecoder:
+    """:func:`matched_control` of ``attn_all`` with the same widths."""
+    return matched_control(make_decoder("attn_all", in_dims, num_classes, num_heads, k, embed_dim, fuse_dim))
+
+
+#: Kinds written by files of an earlier format (one kind for every attention decoder; their flags are in the
+#: config): rebuilt as the registered decoder of the same class.
+_STORED_ALIASES = {"attention": "attn_all"}
+
+DECODERS = tuple(list_decoders())
 
 
 # ---- attention supervision -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ predictions of the split (classes absent from both have an undefined IoU and are
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -69,3 +70,11 @@ class ConfusionMeter:
 
     def scores(self) -> SegScores:
         return scores_from_confusion(self.cm)
+
+
+def subset_miou(iou: "list[float]", classes: "list[int]") -> float:
+    """Mean IoU over ``classes`` (e.g. ``rtsseg.data.camvid.THINGS``) of a per-class IoU list, classes absent
+    from the split (NaN) left out; NaN when none is present. Why beside mIoU: CamVid's thing classes (pole,
+    sign, car, pedestrian, bicyclist) are small and can all sit at 0 while the stuff classes carry the mIoU."""
+    vals = [float(iou[c]) for c in classes if not math.isnan(float(iou[c]))]
+    return sum(vals) / len(vals) if vals else float("nan")

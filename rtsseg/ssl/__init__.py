@@ -6,7 +6,11 @@
     augment.py      BarlowTwinsAugment (batched tensors, any device)
     distributed.py  torchrun helpers, differentiable global statistics
     monitors.py     embedding std, k-NN monitor, cross-correlation snapshots
-    train.py        PretrainConfig, pretrain (CLI: rtsseg pretrain; python -m rtsseg.ssl.train under torchrun)
+    method.py       the Method contract and registry (@register_method)
+    engine.py       fit(config, method): the one training loop (CLI: rtsseg pretrain METHOD; torchrun -m rtsseg.ssl.engine)
+    train.py        Barlow Twins method: PretrainConfig, pretrain
+    dino_train.py   DINO method: DinoConfig, pretrain_dino (dino.py, dino_augment.py, dino_schedule.py its pieces)
+    supervised.py   supervised baseline: SupervisedConfig, train_supervised; attention_supervised.py the control
     plot.py         figures for the notebook
 """
 
@@ -22,8 +26,8 @@ _TRAIN_NAMES = ("NonFiniteLossError", "PretrainConfig", "pretrain")
 
 
 def __getattr__(name: str):
-    # train.py is imported on first use only, so that `python -m rtsseg.ssl.train` does not find it
-    # already imported by the package (runpy warns and would hold two copies of the module).
+    # the trainer (and with it the engine) is imported on first use only: `python -m rtsseg.ssl.engine` must not
+    # find the engine already imported by the package (runpy warns and would hold two copies of the module).
     if name in _TRAIN_NAMES:
         from rtsseg.ssl import train
 

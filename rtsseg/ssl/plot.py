@@ -1,4 +1,5 @@
-"""Figures for the pretraining notebook: training history, cross-correlation matrix, augmented pairs."""
+"""Figures for the pretraining and supervised chapters: training history, cross-correlation matrix, augmented pairs,
+training curves."""
 
 from __future__ import annotations
 
@@ -93,4 +94,35 @@ def plot_augmented_pairs(images: torch.Tensor, aug: BarlowTwinsAugment, seed: in
             if i == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center")
     fig.tight_layout()
+    return fig
+
+
+def plot_training(histories: Mapping[str, pd.DataFrame], columns: list[tuple[str, str, float]],
+                  width: float = 8.0) -> plt.Figure:
+    """One panel per ``(column, title, scale)`` against epoch, one line per labelled ``history.csv`` frame, at
+    most 2 panels per row, ``width`` inches wide; the legend takes the free slot, else a row below the panels
+    (the supervised chapter's training curves and its control beside them)."""
+    if not histories or not columns:
+        raise ValueError("plot_training needs at least one history and one column")
+    n = len(columns)
+    ncols = min(2, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.0 * nrows + 0.6), squeeze=False)
+    for ax, (col, title, scale) in zip(axes.flat, columns):
+        for label, h in histories.items():
+            ax.plot(h["epoch"], scale * h[col], marker="o", label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, max(max(h["epoch"]) for h in histories.values()) + 0.5)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if n < nrows * ncols:  # the free slot holds the legend
+        axes.flat[n].legend(handles, labels, loc="center", frameon=False)
+        fig.tight_layout()
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+        fig.tight_layout(rect=(0, (0.08 + 0.06 * ((len(labels) - 1) // 4)) / nrows, 1, 1))
     return fig
