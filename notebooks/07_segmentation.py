@@ -45,7 +45,7 @@
 # %% tags=["parameters"]
 profile = "cpu"
 data_root = None  # None: $RTSSEG_DATA, else ../shared/data
-dataset = "camvid"  # camvid | cocostuff27 | cocostuff171
+dataset = "camvid"  # camvid | cocostuff27 | cocostuff171 | cocostuff27-val2017 (val2017 only: the Colab size)
 main_backbone = "vit_small64"  # the main backbone: every seed in `seeds`
 # swin_small64 is left out of the cpu grid for the 2.5 h book budget (it costs as much as botnet_small, below);
 # the gpu profiles and `-p backbones '[...]'` run it

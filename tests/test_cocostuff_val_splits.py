@@ -64,3 +64,22 @@ def test_the_curated_val_list_splits_with_the_default_sizes():
     splits = cocostuff_val_splits(SHARED_CURATED)
     assert len(splits["test"]) == 1000 and len(splits["held_out"]) == 200
     assert len(splits["fit"]) == len(ids) - 1200 and sorted(sum(splits.values(), [])) == sorted(ids)
+
+
+def test_chapter7_splits_cocostuff_val2017_alone_by_image_id(tmp_path):
+    """``split_datasets("cocostuff27-val2017")``: fit / held-out / reported val are the id blocks of the curated val
+    list, disjoint, with val2017 as the only download."""
+    from rtsseg.seg.experiment import split_datasets
+
+    ids = [f"{k:012d}" for k in range(200, 1500, 50)]  # 26 images
+    root = _fake(tmp_path / "data" / "cocostuff", ids, ids)
+    import rtsseg.data.cocostuff as C
+
+    splits = cocostuff_val_splits(root / "curated", n_held_out=4, n_test=8)
+    sets, names, pre, dropped = split_datasets("cocostuff27-val2017", tmp_path / "data", (8, 8), val2017_blocks=(4, 8))
+    assert len(names) == 27 and dropped == 0
+    data = sets["val"].dataset
+    chosen = {k: [data.ids[i] for i in sets[k].indices] for k in ("fit", "holdout", "val")}
+    assert chosen == {"fit": splits["fit"], "holdout": splits["held_out"], "val": splits["test"]}
+    assert not (set(chosen["fit"]) & set(chosen["val"])) and not (set(chosen["holdout"]) & set(chosen["val"]))
+    assert pre["val"]["indices"] == sets["val"].indices and len(chosen["val"]) == 8 and C.VAL_TEST == 1000

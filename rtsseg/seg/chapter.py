@@ -26,7 +26,8 @@ import numpy as np
 from rtsseg.seg import experiment as ex
 
 STEP = "07_segmentation"
-DATASET_LABELS = {"camvid": "CamVid", "cocostuff27": "COCO-Stuff-27", "cocostuff171": "COCO-Stuff-171"}
+DATASET_LABELS = {"camvid": "CamVid", "cocostuff27": "COCO-Stuff-27", "cocostuff171": "COCO-Stuff-171",
+                  "cocostuff27-val2017": "COCO-Stuff-27 (val2017 split by image id)"}
 ORACLE = ex.oracle_label("attn_all", math.inf)
 
 

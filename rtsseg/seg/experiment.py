@@ -57,8 +57,13 @@ def format_ci(values: Sequence[float], scale: float = 100.0, decimals: int = 1, 
 
 
 def split_datasets(dataset: str, data_root: Path, input_size: Sequence[int], max_train: int | None = None,
-                   max_val: int | None = None, holdout_fraction: float = 0.2, min_gap_frames: int = MIN_GAP_FRAMES):
+                   max_val: int | None = None, holdout_fraction: float = 0.2, min_gap_frames: int = MIN_GAP_FRAMES,
+                   val2017_blocks: tuple[int, int] | None = None):
     """{"fit", "holdout", "val"} datasets (images resized to ``input_size``, labels native), the class names,
+    (``dataset``: "camvid", "cocostuff27", "cocostuff171", or "cocostuff27-val2017": the Colab size,
+    val2017 alone split by image id into fit / held-out / reported test by
+    :func:`rtsseg.data.cocostuff.cocostuff_val_splits`, its default block sizes unless ``val2017_blocks`` =
+    (held-out, test) images)
     the preprocessing description of each (part of the cache identity) and ``dropped``: how many train frames
     lay within ``min_gap_frames`` of a val frame of their sequence and were dropped (CamVid; 0 for COCO)."""
     from rtsseg.data.transforms import ImageOnlyResize
@@ -74,6 +79,15 @@ def split_datasets(dataset: str, data_root: Path, input_size: Sequence[int], max
                                      holdout_fraction, min_gap_frames)
         fit, held, dropped = carve.fit, carve.held, len(carve.dropped)
         names = list(CLASS_NAMES)
+    elif dataset == "cocostuff27-val2017":  # the Colab size: val2017 alone (~1 GB), split by image id
+        from rtsseg.data.cocostuff import COCOStuff, cocostuff_val_splits, val_split_indices
+
+        val = train = COCOStuff(data_root / "cocostuff", "val2017", coarse=True, transform=resize)
+        blocks = {} if val2017_blocks is None else dict(zip(("n_held_out", "n_test"), val2017_blocks))
+        ix = val_split_indices(train, cocostuff_val_splits(data_root / "cocostuff" / "curated", **blocks))
+        fit, held, val_ids = ix["fit"], ix["held_out"], ix["test"]
+        dropped = 0
+        names = list(val.class_names)
     else:
         from rtsseg.data.cocostuff import COCOStuff
 
@@ -91,7 +105,10 @@ def split_datasets(dataset: str, data_root: Path, input_size: Sequence[int], max
     fit = [fit[i] for i in evenly_spaced(len(fit), max_train)]
     if max_train is not None:  # small runs: a proportionally small held-out block (still whole-sequence tails)
         held = [held[i] for i in evenly_spaced(len(held), max(1, round(max_train * holdout_fraction)))]
-    val_idx = evenly_spaced(len(val), max_val)
+    if dataset == "cocostuff27-val2017":  # the test block of val2017 is the reported split
+        val_idx = [val_ids[i] for i in evenly_spaced(len(val_ids), max_val)]
+    else:
+        val_idx = evenly_spaced(len(val), max_val)
     sets = {"fit": Subset(train, fit), "holdout": Subset(train, held), "val": Subset(val, val_idx)}
     files = {"train": train.fingerprint(), "val": val.fingerprint()}  # the data, not its folder: part of every run
     pre = {k: {"dataset": dataset, "split": "train" if k != "val" else "val", "indices": ix,
