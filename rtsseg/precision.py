@@ -335,10 +335,14 @@ def autocast(device: str | torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     if device.type == "cpu" and dtype == torch.bfloat16:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.autocast(device.type, dtype=dtype))
-        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-        return stack
+        return _cpu_bf16_autocast()
     return torch.autocast(device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _cpu_bf16_autocast():
+    """bf16 autocast on the CPU with scaled-dot-product attention on its math kernel (entered at ``with``)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), sdpa_kernel(SDPBackend.MATH):
+        yield
