@@ -108,8 +108,9 @@ glue_table("tbl_attn_gt", A.ground_truth_table(sets))
 # ```{glue:figure} tbl_attn_gt
 # :name: tbl-attn-gt
 #
-# The ground truths the maps are scored against: images kept, images left out (no usable ground truth), the
-# share of the image the ground truth covers, and the CamVid drives the frames come from.
+# The ground truths the maps are scored against: images kept, images left out (no usable ground truth; for the
+# small boxes, the boxes above the threshold), the share of the image the ground truth covers, and the CamVid
+# drives the frames come from.
 # ```
 #
 # ## Maps of every initialisation
