@@ -126,28 +126,29 @@ def camvid_things(dataset, n_images: int, image_size: int, min_fraction: float =
     from rtsseg.data import camvid  # data layer: lower than attention
 
     ids = camvid.THINGS if things is None else things
-    imgs, gts, index, left_out = [], [], [], 0
-    for i in range(min(n_images, len(dataset))):
-        crop = _things_crop(dataset[i], image_size, ids, min_fraction)
-        if crop is None:
-            left_out += 1
-            continue
-        imgs.append(crop[0])
-        gts.append(crop[1])
-        index.append(i)
+    imgs, gts, index, left_out = _things_crops((dataset[i] for i in range(min(n_images, len(dataset)))), image_size,
+                                               ids, min_fraction)  # positions of the first n items = their indices
     if not imgs:
         raise ValueError(f"no CamVid crop has >= {min_fraction:.0%} things pixels among the first {n_images}; "
                          "lower min_fraction or pass more images")
     return GroundTruthSet(name, torch.stack(imgs), torch.stack(gts), torch.tensor(index), None, left_out)
 
 
-def _things_crop(item, image_size: int, ids, min_fraction: float):
-    """(image uint8 [3, S, S], mask bool [h, h]) of one CamVid item's centre square, or None when the classes ``ids``
-    cover less than ``min_fraction`` of it (the caller counts it as left out)."""
-    image, labels = item
-    img, lab = center_square(image, labels, image_size)
-    mask = class_mask(lab, ids)
-    return None if mask.float().mean() < min_fraction else (img, mask)
+def _things_crops(items, image_size: int, ids, min_fraction: float):
+    """The centre squares of CamVid ``items`` ((image, labels) pairs): (images uint8 [3, S, S], masks bool [h, h] of
+    the classes ``ids``, positions in ``items`` of the kept ones, how many were left out because ``ids`` cover less
+    than ``min_fraction`` of the crop)."""
+    imgs, gts, kept, left_out = [], [], [], 0
+    for k, (image, labels) in enumerate(items):
+        img, lab = center_square(image, labels, image_size)
+        mask = class_mask(lab, ids)
+        if mask.float().mean() < min_fraction:
+            left_out += 1
+            continue
+        imgs.append(img)
+        gts.append(mask)
+        kept.append(k)
+    return imgs, gts, kept, left_out
 
 
 def center_square(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,7 +197,7 @@ def camvid_frames(source, image_size: int, splits: tuple[str, ...] = ("train", "
     else:
         datasets = [camvid.CamVid(source, split) for split in splits]
     ids = camvid.THINGS if classes is None else classes
-    rows, left_out = [], 0
+    rows = []
     for ds in datasets:
         for i, (image_path, _) in enumerate(ds.pairs):
             seq, frame = camvid_frame_id(image_path.stem, str(image_path))
@@ -207,18 +208,10 @@ def camvid_frames(source, image_size: int, splits: tuple[str, ...] = ("train", "
         if (seq, frame) in seen:
             raise ValueError(f"CamVid frame {seq}_{frame} is in two splits ({split}); pass each split once")
         seen.add((seq, frame))
-    imgs, gts, index, sequences, frames, split_of = [], [], [], [], [], []
-    for seq, frame, split, i, ds in rows:
-        crop = _things_crop(ds[i], image_size, ids, min_fraction)
-        if crop is None:
-            left_out += 1
-            continue
-        imgs.append(crop[0])
-        gts.append(crop[1])
-        index.append(i)
-        sequences.append(seq)
-        frames.append(frame)
-        split_of.append(split)
+    imgs, gts, kept, left_out = _things_crops((ds[i] for _, _, _, i, ds in rows), image_size, ids, min_fraction)
+    kept_rows = [rows[k] for k in kept]
+    index = [r[3] for r in kept_rows]
+    sequences, frames, split_of = [r[0] for r in kept_rows], [r[1] for r in kept_rows], [r[2] for r in kept_rows]
     if not imgs:
         raise ValueError(f"no CamVid frame of {[d.split for d in datasets]} has >= {min_fraction:.0%} pixels of "
                          f"classes {ids}; lower min_fraction or choose other classes")

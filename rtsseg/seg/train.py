@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from rtsseg.seg.metrics import ConfusionMeter, SegScores
 
@@ -140,18 +140,6 @@ def carve_apart_from_val(stems: Sequence[str], val_stems: Sequence[str], fractio
     if too_close:  # cannot happen by construction; the check is the guarantee
         raise AssertionError(f"train frames {too_close[:3]} lie within {min_gap} frames of a val frame")
     return Carve(fit, held, dropped, min_gap)
-
-
-def camvid_carved_splits(root: str | os.PathLike, input_size: tuple[int, int], fraction: float = 0.2
-                         ) -> tuple[Dataset, Dataset, list[int], list[int]]:
-    """CamVid train split into (fit, holdout) datasets by :func:`carve_by_sequence`, images resized."""
-    from rtsseg.data.camvid import CamVid
-    from rtsseg.data.transforms import ImageOnlyResize
-
-    full = CamVid(root, split="train", transform=ImageOnlyResize(tuple(input_size)))
-    stems = [Path(p[0]).stem for p in full.pairs]
-    fit, held = carve_by_sequence(stems, fraction)
-    return Subset(full, fit), Subset(full, held), fit, held
 
 
 # ---- cached backbone outputs ---------------------------------------------------------------------------------
@@ -524,48 +512,3 @@ def load_segmenter(path: str | os.PathLike, expect_backbone: str | None = None) 
     config = json.loads(ck["config_json"])
     config.update(backbone=name, backbone_kwargs=kwargs, decoder=json.loads(ck["decoder_config_json"]))
     return Segmenter(backbone, decoder.eval(), ck["vit_blocks"]).eval(), config
-
-
-# ---- fine-tuning (the option beside the frozen-backbone default) ---------------------------------------------
-
-def finetune_segmenter(backbone: nn.Module, decoder: nn.Module, loader: Iterable, num_classes: int,
-                       epochs: int = 5, lr: float = 1e-3, backbone_lr_scale: float = 0.1,
-                       weight_decay: float = 1e-4, attention_loss_weight: float = 0.0, label_stride: int = 1,
-                       seed: int = 0, device="cpu", amp: str = "none", ignore_index: int = 255,
-                       vit_blocks: list[int] | None = None) -> tuple[Segmenter, list[dict]]:
-    """Train backbone and decoder together on ``loader`` of (uint8 images [B,3,h,w], masks [B,H,W]): no cache,
-    the backbone in train mode at ``lr · backbone_lr_scale`` (poly schedule for both). With
-    ``attention_loss_weight`` > 0 the attention-supervision loss acts on Ā, so its gradient reaches the
-    backbone's attention heads. Returns (the :class:`Segmenter`, history per epoch: epoch, ce, attn_loss)."""
-    from rtsseg.precision import autocast, autocast_dtype, grad_scaler
-    from rtsseg.seg.affinity import backbone_outputs
-    from rtsseg.seg.decoders import token_class_fractions
-
-    if attention_loss_weight > 0 and not getattr(decoder, "propagate", False):
-        raise ValueError("attention_loss_weight > 0 needs a decoder with propagate=True (attn_prop or attn_all)")
-    torch.manual_seed(seed)
-    device = torch.device(device)
-    backbone, decoder = backbone.to(device).requires_grad_(True), decoder.to(device)
-    total = epochs * len(loader)
-    opt = torch.optim.AdamW([{"params": decoder.parameters(), "lr": lr},
-                             {"params": backbone.parameters(), "lr": lr * backbone_lr_scale}],
-                            weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: poly_lr(s, total))
-    dtype = autocast_dtype(amp, device)
-    scaler = grad_scaler(device, dtype)
-    history = []
-    for epoch in range(epochs):
-        backbone.train(), decoder.train()
-        sums, n = [0.0, 0.0], 0
-        for images, masks in loader:
-            masks = masks.to(device).long()  # [B, H, W]
-            with autocast(device, dtype):
-                out = backbone_outputs(backbone, backbone.normalize(images.to(device)), vit_blocks, grad=True)
-                logits = decoder(out.stages, out.affinity, out.maps).float()
-            ce = F.cross_entropy(strided_logits(logits, masks.shape[-2:], label_stride),
-                                 masks[:, ::label_stride, ::label_stride], ignore_index=ignore_index)
-            ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight,
-                               lambda: token_class_fractions(masks, num_classes, out.grid, ignore_index), scaler)
-            sums[0], sums[1], n = sums[0] + ce, sums[1] + attn, n + 1
-        history.append({"epoch": epoch + 1, "ce": sums[0] / max(n, 1), "attn_loss": sums[1] / max(n, 1)})
-    return Segmenter(backbone, decoder.eval(), vit_blocks).eval(), history
