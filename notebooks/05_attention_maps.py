@@ -83,9 +83,10 @@ runs = model_runs(backbones, main_backbone, seeds, other_seeds)
 # %% [markdown]
 # ## Ground truth
 #
-# Tiny-ImageNet val boxes (filled, at the 64 px label resolution), the boxes under `small_box_area` of the
-# image, and the CamVid *things* (pole, sign, car, pedestrian, bicyclist) of every labelled frame of
-# `camvid_splits` in the centre square crop, ordered by drive and frame. The mean-object map is fitted on
+# Tiny-ImageNet val boxes (filled, at the 64 px label resolution), the boxes under
+# {glue:text}`attn_small_box_pct` of the image, and the CamVid *things* (pole, sign, car, pedestrian,
+# bicyclist) of every labelled frame of CamVid {glue:text}`attn_camvid_splits` in the centre square crop,
+# ordered by drive and frame. The mean-object map is fitted on
 # Tiny-ImageNet *train* boxes; for CamVid on the same frames (an image-independent reference either way).
 
 # %%
@@ -95,6 +96,8 @@ train = load_tensors(tin_root, "train", cache_dir=cache_dir(), progress=False)
 tin = tiny_imagenet_boxes(val.images, val.boxes, n_val_images, image_size)
 small_keep = box_area_fraction(val.boxes[tin.index], val.images.shape[-1]) < small_box_area
 small = tin.subset(small_keep, f"boxes < {small_box_area:.0%}")
+glue_result("attn_small_box_pct", small_box_area, "{:.0%}")
+glue_result("attn_camvid_splits", " + ".join(camvid_splits))
 cam = camvid_frames([camvid.CamVid(camvid.camvid_root(root), s) for s in camvid_splits], image_size,
                     min_fraction=min_things_fraction)
 if n_camvid_frames is not None:

@@ -23,14 +23,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtsseg.book import prepare_for_book, write_index, write_performance
+from rtsseg.book import prepare_for_book
+from rtsseg.bookpages import write_index, write_performance
 from rtsseg.config import REPO_ROOT, data_root
 from rtsseg.params import NotebookParameterError, declared_parameters, read_notebook, validate_parameters
 from rtsseg.profiles import BOOK, PROFILES, STEPS, Step, executed_notebook, run_dir, step_params
 
 PACKAGE = REPO_ROOT / "rtsseg"
-#: Orchestration only: they choose what runs, never what a step computes, so they are not part of a step's inputs.
-NOT_INPUTS = ("cli.py", "pipeline.py")
+#: Orchestration and the pages only the build writes (landing pages, performance appendix): they choose what runs
+#: or how the book shows it, never what a step computes, so they are not part of a step's inputs. No notebook and no
+#: input module imports them (tests/test_pipeline_inputs.py).
+NOT_INPUTS = ("cli.py", "pipeline.py", "bookpages.py")
 
 
 class StepFailed(RuntimeError):

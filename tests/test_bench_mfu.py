@@ -127,7 +127,7 @@ def test_a_slow_dtype_is_measured_at_a_smaller_peak_size():
 
 def test_performance_appendix_renders_the_three_columns(tmp_path: Path):
     """auto / fp32 / reference from one results file, with what auto chose; an older file keeps its table."""
-    from rtsseg.book import write_performance
+    from rtsseg.bookpages import write_performance
 
     results, book = tmp_path / "results", tmp_path / "book"
     results.mkdir(), book.mkdir()

@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from rtsseg import book
+from rtsseg import book, bookpages
 
 
 def _executed_notebook():
@@ -110,7 +110,7 @@ def test_index_writes_glue_or_not_run(tmp_path):
                     {"commit": "abc", "device": "CPU x2", "torch": "2.x", "wall_s": 120, "params": {"seeds": [0]}})
     (bk / "index.template.md").write_text("BT {{ glue:attn_auroc_bt }}; control {{ glue:attn_auroc_control }}.\n"
                                           "{{ figure:attn_grid }}\n{{ status }}\n")
-    text = (book.write_index("smoke", bk)).read_text()
+    text = (bookpages.write_index("smoke", bk)).read_text()
     assert "{glue:text}`/book/smoke/05_attention_maps.ipynb::attn_auroc_bt:s`" in text
     assert f"control {book.NOT_RUN}." in text
     assert "```{glue} attn_grid\n:doc: /book/smoke/05_attention_maps.ipynb\n```" in text
@@ -122,8 +122,8 @@ def test_glue_names_belong_to_steps():
     from rtsseg.profiles import STEPS
 
     names = {s.name for s in STEPS}
-    assert all(step in names for step, _ in book.GLUE_NAMES.values())
-    assert json.dumps(book.GLUE_NAMES)
+    assert all(step in names for step, _ in bookpages.GLUE_NAMES.values())
+    assert json.dumps(bookpages.GLUE_NAMES)
 
 
 def test_budget_table_sums_run_records(tmp_path):
@@ -157,7 +157,7 @@ def test_performance_appendix_is_written_from_the_benchmark_json(tmp_path):
     """Every number of the appendix comes from the results files: change the file, the page changes."""
     import json
 
-    from rtsseg.book import write_performance
+    from rtsseg.bookpages import write_performance
 
     results = tmp_path / "results"
     results.mkdir()
@@ -179,7 +179,7 @@ def test_index_shows_other_editions_side_by_side(tmp_path):
     _glued_notebook(bk / "gpu-short" / "05_attention_maps.ipynb", ["attn_auroc_bt", "attn_auroc_dino"],
                     {"commit": "def", "device": "NVIDIA H100", "torch": "2.y", "wall_s": 60, "params": {"seeds": [0]}})
     (bk / "index.template.md").write_text("# Title\n\nBT {{ glue:attn_auroc_bt }}.\n\n{{ editions }}\n")
-    text = book.write_index("smoke", bk, others=("gpu-short",)).read_text()
+    text = bookpages.write_index("smoke", bk, others=("gpu-short",)).read_text()
     assert "| result | `smoke` (CPU x2) | `gpu-short` (NVIDIA H100) |" in text
     row = next(line for line in text.splitlines() if line.startswith("| object-specific AUROC excess (0 = "))
     cells = row.split(" | ")
@@ -189,7 +189,7 @@ def test_index_shows_other_editions_side_by_side(tmp_path):
     seg = next(line for line in text.splitlines() if line.startswith("| segmentation"))
     assert seg.count(book.NOT_RUN) == 2
     # one edition alone: no table, and the other edition's own page gets its own title
-    alone = book.write_index("gpu-short", bk, title="GPU edition").read_text()
+    alone = bookpages.write_index("gpu-short", bk, title="GPU edition").read_text()
     assert "| result |" not in alone and "\n# GPU edition\n" in alone and "# Title" not in alone
 
 

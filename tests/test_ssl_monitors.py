@@ -73,3 +73,29 @@ def test_cli_maps_every_config_field():
     assert cfg.optimizer == "adamw" and cfg.restart is True
     assert cfg.projector_dims == (64, 32) and cfg.max_images_per_class is None and cfg.progress is False
     assert cfg.epochs == 3 and cfg.blur_sigma == (0.1, 1.0) and cfg.num_threads == 1 and cfg.lambd == 0.0051
+
+
+def test_log_axis_only_where_the_values_span_a_decade():
+    """A log axis over less than a decade holds no major tick and renders without tick labels (issue 24)."""
+    import matplotlib.pyplot as plt
+
+    from rtsseg.ssl.plot import log_axis_if_wide
+
+    fig, (a, b) = plt.subplots(1, 2)
+    assert not log_axis_if_wide(a, [[146.0, 140.0, 132.7]]) and a.get_yscale() == "linear"
+    assert log_axis_if_wide(b, [[2609.0, 900.0], [120.0]]) and b.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_other_backbones_figure_has_whole_epoch_ticks_and_readable_loss_axis():
+    import pandas as pd
+
+    from rtsseg.ssl.chapter import plot_other_backbones
+
+    h = pd.DataFrame({"epoch": [0, 1], "loss": [146.0, 132.0], "knn_acc": [0.01, 0.02]})
+    fig = plot_other_backbones({("vit_small64", 0): h, ("swin_small64", 0): h}, "vit_small64",
+                                 {"swin_small64": "adamw"})
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear"
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)

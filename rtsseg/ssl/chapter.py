@@ -19,7 +19,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
+from rtsseg.ssl.plot import log_axis_if_wide
 from rtsseg.stats import mean_std, t_interval
 
 Key = tuple[str, int]  # (backbone, seed)
@@ -91,9 +93,11 @@ def plot_other_backbones(histories: Mapping[Key, pd.DataFrame], main_backbone: s
         h = histories[b, s]
         axes[0].plot(h["epoch"], h["loss"], marker="o", label=f"{b} seed {s} ({optimizers[b]})")
         axes[1].plot(h["epoch"], 100 * h["knn_acc"], marker="o")
-    axes[0].set(title="loss (monitor batch)", xlabel="epoch", yscale="log")
+    axes[0].set(title="loss (monitor batch)", xlabel="epoch")
+    log_axis_if_wide(axes[0], [histories[k]["loss"] for k in others])
     axes[1].set(title="k-NN top-1 (val, %)", xlabel="epoch")
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, never 0.0-1.0
         ax.grid(alpha=0.3)
     fig.legend(loc="lower center", ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.16, 1, 1))

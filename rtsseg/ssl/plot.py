@@ -22,6 +22,20 @@ _PANELS = (
 )
 
 
+def log_axis_if_wide(ax: plt.Axes, values, decades: float = 1.0) -> bool:
+    """Put ``ax``'s y axis on a log scale only where ``values`` span at least ``decades`` decades.
+
+    Why: a log axis over less than a decade (a loss going 146 -> 132 in one epoch) holds no major tick, so it
+    renders with no tick labels at all; a linear axis reads better there. Returns whether the axis went log."""
+    v = np.concatenate([np.asarray(x, dtype=float).ravel() for x in values]) if len(values) else np.array([])
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0 or np.log10(v.max() / v.min()) < decades:
+        return False
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(NullFormatter())  # no crowded 1.45×10² minor labels
+    return True
+
+
 def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: str | None = None,
                  width: float = 8.0) -> plt.Figure:
     """One panel per monitored quantity against epoch, two panels per row, ``width`` inches wide (the book's
@@ -44,8 +58,7 @@ def plot_history(history: pd.DataFrame | Mapping[object, pd.DataFrame], title: s
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if col in ("loss", "off_diag"):
-            ax.set_yscale("log")
-            ax.yaxis.set_minor_formatter(NullFormatter())  # no crowded 1.45×10² minor labels
+            log_axis_if_wide(ax, [df[col] for df in runs.values() if col in df])
     for ax in flat[len(_PANELS):]:
         ax.axis("off")  # the free slot holds the legend
     if len(runs) > 1:

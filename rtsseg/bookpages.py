@@ -1,0 +1,307 @@
+"""The pages the book build writes, never a notebook: the landing page of each edition (``book/<profile>/index.md``
+from ``book/index.template.md``) and the performance appendix (``book/performance.md`` from
+``benchmarks/results/``).
+
+Nothing here runs while a notebook executes, so it is not an input of any step (``rtsseg.pipeline.NOT_INPUTS``):
+a change to how the pages are written rebuilds the book in seconds (``rtsseg book --profile cpu``) without
+re-executing a chapter. What a notebook calls lives in :mod:`rtsseg.book` and :mod:`rtsseg.glue`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from rtsseg.book import NOT_RUN, run_records
+from rtsseg.config import REPO_ROOT
+
+#: Glue names the landing page and the findings chapter read: name -> (step that defines it, meaning).
+GLUE_NAMES: dict[str, tuple[str, str]] = {
+    # 01_data
+    "n_tin_classes": ("01_data", "number of Tiny-ImageNet classes in the data root"),
+    "n_tin_train": ("01_data", "Tiny-ImageNet training images (the unlabelled pretraining pool)"),
+    "n_tin_val": ("01_data", "Tiny-ImageNet validation images (with boxes)"),
+    "tin_chance": ("01_data", "chance accuracy on Tiny-ImageNet, % (100 / number of classes)"),
+    "n_camvid_classes": ("01_data", "CamVid classes scored (void ignored)"),
+    "n_camvid_train": ("01_data", "CamVid training images"),
+    "n_camvid_val": ("01_data", "CamVid validation images"),
+    "fig_camvid_examples": ("01_data", "figure: CamVid images and labels"),
+    "fig_tin_examples": ("01_data", "figure: Tiny-ImageNet images with boxes"),
+    # 02/03 pretraining, 06 embeddings
+    "bt_knn_gain": ("06_embeddings", "k-NN top-1 of Barlow Twins minus random init, points, mean ± std over seeds"),
+    "dino_knn_gain": ("06_embeddings", "k-NN top-1 of DINO minus random init, points, mean ± std over seeds"),
+    # 05 attention
+    "attn_auroc_bt": ("05_attention_maps", "Barlow Twins' object-specific AUROC excess with its interval"),
+    "attn_auroc_control": ("05_attention_maps", "the attention-supervised control's object-specific excess, interval"),
+    "attn_bt_vs_random": ("05_attention_maps", "sentence: Barlow Twins − random init, object-specific AUROC excess"),
+    "attn_control": ("05_attention_maps", "sentence: the learned control's object-specific excess, verdict"),
+    "attn_dino_vs_bt": ("05_attention_maps", "sentence: DINO − Barlow Twins object-specific excess, paired, verdict"),
+    "attn_grid": ("05_attention_maps", "figure: attention maps of the same images under each initialisation, "
+                                       "on one colour scale"),
+    # 07 segmentation
+    "seg_attn_minus_control": ("07_segmentation",
+                               "mIoU of the attention-aware decoder minus its same-capacity control, points, "
+                               "mean [95 % CI] over the paired backbone × init × seed runs"),
+}
+
+
+def glue_keys(path: Path) -> set[str]:
+    """The glue names an executed notebook defines (myst-nb keeps them in each output's ``scrapbook`` metadata)."""
+    import nbformat
+
+    if not Path(path).is_file():
+        return set()
+    nb = nbformat.read(path, as_version=4)
+    return {
+        o["metadata"]["scrapbook"]["name"]
+        for c in nb.cells if c.cell_type == "code"
+        for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})
+    }
+
+
+def executed_glue(profile: str, book: Path | None = None) -> dict[str, str]:
+    """glue name -> step that defines it, over the executed notebooks ``book/<profile>/*.ipynb``."""
+    folder = (book or REPO_ROOT / "book") / profile
+    found: dict[str, str] = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        for key in glue_keys(path):
+            found.setdefault(key, path.stem)
+    return found
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status|editions)(?::([A-Za-z0-9_]+))?\s*\}\}")
+
+#: Rows of the landing page's table of editions: (label, glue names shown " / "-separated in one cell).
+EDITION_ROWS: list[tuple[str, tuple[str, ...]]] = [
+    ("main attention backbone", ("bt_main_backbone",)),
+    ("Barlow Twins epochs / seeds of the main backbone", ("bt_main_epochs", "bt_main_seeds")),
+    ("k-NN top-1 % at random init → after Barlow Twins", ("bt_knn_before", "bt_knn_after")),
+    ("k-NN after / before: Barlow Twins / DINO", ("bt_knn_ratio", "dino_knn_ratio")),
+    ("supervised val top-1 %, main backbone", ("supervised_main_top1",)),
+    ("object-specific AUROC excess (0 = image-independent): Barlow Twins / DINO", ("attn_auroc_bt", "attn_auroc_dino")),
+    ("object-specific AUROC excess of the learned control", ("attn_auroc_control",)),
+    ("segmentation: attention-aware − control, mIoU points", ("seg_attn_minus_control",)),
+    ("compute of the whole edition, min", ("budget_total_min",)),
+]
+
+
+def glue_ref(profile: str, step: str, name: str) -> str:
+    """The MyST role that pastes glue ``name`` of the executed chapter ``book/<profile>/<step>.ipynb`` as text
+    (the role reads "path::key:format"; without a format it would split the key)."""
+    return f"{{glue:text}}`/book/{profile}/{step}.ipynb::{name}:s`"
+
+
+def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> str:
+    """The headline numbers of several editions side by side (``profile -> (glue name -> step, run records)``),
+    each cell glued from that edition's executed notebooks; empty with fewer than two editions."""
+    if len(editions) < 2:
+        return ""
+    head = ["result"]
+    for profile, (_, records) in editions.items():
+        devices = ", ".join(sorted({r["device"] for r in records})) or "not run"
+        head.append(f"`{profile}` ({devices})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, names in EDITION_ROWS:
+        cells = [label]
+        for profile, (found, _) in editions.items():
+            parts = [glue_ref(profile, found[n], n) if n in found else "–" for n in names]
+            cells.append(" / ".join(parts) if any(n in found for n in names) else NOT_RUN)
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(editions))
+    intro = (f"## The editions side by side\n\nThe answers above are the `{first}` edition's. Every edition runs the same"
+             " notebooks under another profile (its own landing page says what it ran and on what); the table puts"
+             " their headline numbers side by side, each cell glued from that edition's executed chapter"
+             " (mean ± std over seeds or [95 % interval] as the chapter reports it).\n\n")
+    return intro + "\n".join(lines)
+
+
+def render_index(template: str, profile: str, found: dict[str, str], records: list[dict], figure_caption=None,
+                 editions: dict[str, tuple[dict[str, str], list[dict]]] | None = None) -> str:
+    """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}``, ``{{ status }}`` and ``{{ editions }}`` (the table of
+    :func:`editions_table` over ``editions``; nothing when there is one edition) in the landing-page template.
+
+    A name no executed notebook defines becomes "not run in this edition", so the book always builds.
+    """
+    captions = figure_caption or {}
+
+    def sub(m: re.Match) -> str:
+        kind, name = m.group(1), m.group(2)
+        if kind == "status":
+            return _PLACEHOLDER.sub(sub, status_box(profile, records, found))
+        if kind == "editions":
+            return editions_table(editions or {})
+        where = found.get(name)
+        if where is None:
+            return NOT_RUN if kind == "glue" else f"```{{note}}\nThe figure `{name}` is {NOT_RUN.strip('*')}.\n```"
+        doc = f"/book/{profile}/{where}.ipynb"
+        if kind == "glue":
+            return glue_ref(profile, where, name)
+        caption = captions.get(name, GLUE_NAMES.get(name, ("", name))[1].removeprefix("figure: "))
+        caption = caption[:1].upper() + caption[1:] + f" (from {{doc}}`{doc.removesuffix('.ipynb')}`)."
+        # glue:figure cannot read another page (no :doc: option); the plain glue directive can
+        return f"```{{glue}} {name}\n:doc: {doc}\n```\n\n*{caption}*"
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
+    from rtsseg.profiles import STEPS
+
+    ran = {r["step"] for r in records}
+    missing = [s.name for s in STEPS if s.name not in ran]
+    devices = sorted({r["device"] for r in records}) or ["none"]
+    commits = sorted({r["commit"] for r in records}) or ["none"]
+    torch_v = sorted({r["torch"] for r in records}) or ["none"]
+    total = sum(r["wall time (min)"] for r in records)
+    backbones = sorted({b.strip() for r in records for b in r.get("backbones", "").split(",") if b.strip()})
+    expected = sorted(set(GLUE_NAMES) - set(found))
+    lines = [
+        "```{admonition} This edition",
+        ":class: note",
+        f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
+        f"  (per chapter in {{doc}}`/book/{profile}/08_findings`)"
+        + (f"; backbones {', '.join(backbones)}." if backbones else "; backbones as in each chapter's parameters."),
+        ("- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"
+         " CamVid {{ glue:n_camvid_train }} train / {{ glue:n_camvid_val }} val images for segmentation."
+         if {"n_tin_train", "n_camvid_train"} <= set(found) else f"- **Scale** see {{doc}}`/book/{profile}/01_data`."),
+        f"- **Hardware** {', '.join(devices)}; torch {', '.join(torch_v)}; commit {', '.join(f'`{c}`' for c in commits)}.",
+        "- **Not run here**: COCO-Stuff and full-size backbones (ViT-S/16, Swin-T, BoTNet-50 at 224 px) need the",
+        "  `gpu` profile (see {doc}`/book/reproduce`)" + (f"; chapters without an executed notebook: {', '.join(missing)}." if missing else "."),
+    ]
+    if expected:
+        lines.append(f"- Results this edition does not define yet: {', '.join(f'`{k}`' for k in expected)}.")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def write_index(profile: str, book: Path | None = None, others: tuple[str, ...] = (), title: str | None = None) -> Path:
+    """Write ``book/<profile>/index.md`` (the landing page of that profile's book) from ``book/index.template.md``.
+
+    ``others``: editions whose headline numbers the page shows beside this one's (``{{ editions }}``); their
+    notebooks must be part of the same build. ``title`` replaces the template's first heading."""
+    book = book or REPO_ROOT / "book"
+    template = (book / "index.template.md").read_text()
+    if title:
+        template = re.sub(r"\A# .*$", f"# {title}", template, count=1, flags=re.M)
+    editions = {p: (executed_glue(p, book), run_records(p, book)) for p in (profile, *others)}
+    text = render_index(template, profile, editions[profile][0], editions[profile][1], editions=editions)
+    out = book / profile / "index.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = "<!-- Generated by rtsseg.bookpages.write_index from book/index.template.md: edit the template. -->\n"
+    out.write_text(header + text)
+    return out
+
+
+# ---- the performance appendix -----------------------------------------------------------------------------
+
+def _performance_three_columns(meta: dict, rows: list[dict]) -> list[str]:
+    """The lines of one results file of ``bench_mfu.py`` that timed ours with ``amp=auto``, ours in fp32 and the
+    plain fp32 reference in one run (after the heading written by :func:`write_performance`)."""
+    def num(value, fmt: str) -> str:
+        return "" if value is None else format(value, fmt)
+
+    def pct(r: dict, prefix: str) -> str:
+        b, f = r.get(f"{prefix}frac_bf16_peak"), r.get(f"{prefix}frac_fp32_peak")
+        return "" if b is None or f is None else f"{100 * b:.1f} / {100 * f:.1f}"
+
+    lines = []
+    auto, peaks = meta.get("amp_auto") or {}, meta.get("peaks", {})
+    if meta.get("cpu_model"):
+        lines.append(f"CPU: {meta['cpu_model']}; bf16 peak measured at {peaks.get('bf16_size', peaks.get('size', '?'))}², "
+                     f"fp32 at {peaks.get('fp32_size', peaks.get('size', '?'))}².")
+    if auto:
+        lines.append(f"`amp=auto` chose **{auto.get('precision', '?')}** here ({auto.get('why', '')}).")
+    if any(r.get("fp32_same_as_ours") for r in rows):
+        lines.append("Where auto is fp32, the auto and fp32 columns are one measurement.")
+    if meta.get("load_avg"):
+        lines.append(f"Load average at the start {meta['load_avg'][0]:.2f} on {meta.get('threads', '?')} threads: on a "
+                     "shared machine compare the ratios of one run, see `benchmarks/NOTES.md`.")
+    # two tables, so that each fits the page: ours with auto, then ours in fp32 and the plain reference
+    lines += ["", "| backbone | batch | GFLOP / image | auto is | auto images/s | auto TFLOP/s | auto % bf16 / fp32 peak |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r.get('precision', r.get('amp', ''))} "
+            f"| {r['ours_images_per_s']:.1f} | {r['achieved_tflops']:.3g} | {pct(r, '')} |")
+    lines += ["", "| backbone | fp32 images/s | fp32 TFLOP/s | fp32 % bf16 / fp32 peak | reference images/s "
+                  "| auto / reference | auto / fp32 |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {num(r.get('fp32_images_per_s'), '.1f')} | {num(r.get('fp32_achieved_tflops'), '.3g')} "
+            f"| {pct(r, 'fp32_')} | {num(r.get('ref_images_per_s'), '.1f')} | {num(r.get('ratio_ours_over_ref'), '.2f')} "
+            f"| {num(r.get('ratio_ours_over_fp32'), '.2f')} |")
+    return lines
+
+
+def write_performance(book: Path | None = None, results: Path | None = None) -> Path:
+    """Write ``book/performance.md`` from the benchmark results (``benchmarks/results/*.json``, written by
+    ``benchmarks/bench_mfu.py``) and the GPU edition's calibration records: every number comes from those files.
+
+    One table per benchmark file: the Barlow Twins training step per backbone, its counted model FLOPs, achieved
+    TFLOP/s and share of the bf16 / fp32 matrix-product peaks measured in the same run, images/s and, where the
+    plain reference step ran in the same run, ours/reference. A file that also timed our step in fp32 (issue 19:
+    ``fp32_*`` keys) gets the three-column table, ours with ``amp=auto`` / ours in fp32 / the plain fp32
+    reference, and the line saying what ``auto`` chose there and why; older files keep their table."""
+    book = book or REPO_ROOT / "book"
+    results = results or REPO_ROOT / "benchmarks" / "results"
+    lines = [
+        "<!-- Generated by rtsseg.bookpages.write_performance from benchmarks/results/: edit the generator. -->",
+        "# Performance appendix", "",
+        "The Barlow Twins training step of each backbone (both views through the backbone, projector, loss, "
+        "backward, optimiser step), timed by `benchmarks/bench_mfu.py` (see `benchmarks/NOTES.md`). Model FLOPs "
+        "are counted with `torch.utils.flop_counter.FlopCounterMode`; the peaks are the best large matrix product "
+        "measured in the same run. The official Barlow Twins figure is about 132 images/s per V100 for ResNet-50 "
+        "{cite}`zbontar2021barlow`.", "",
+        "**Reading the % columns.** Each share is the step's achieved TFLOP/s over the peak of *one* dtype's matrix "
+        "product, both measured in the same run. A step trained in bf16 is compared with the fp32 peak too, so it can "
+        "exceed 100 % of it (bf16 products run several times faster than fp32 ones); a step trained in fp32 on a CPU "
+        "that emulates bf16 exceeds 100 % of the (emulated) bf16 peak. Above 100 % of its *own* dtype's peak a step "
+        "cannot go in principle; where a row does, the peak was measured low (on a shared machine, or at a halved size "
+        "for a slow dtype, stated with each table) and the ratios within one run are what to compare.", "",
+    ]
+    files = sorted(p for p in results.glob("*.json") if not p.stem.endswith("_quick"))
+    for path in files:
+        data = json.loads(path.read_text())
+        meta, rows = data.get("meta", {}), data.get("rows", [])
+        if not rows:
+            continue
+        peaks = meta.get("peaks", {})
+        lines += [f"## {meta.get('device_name', path.stem)} ({meta.get('suite', '?')} suite)", "",
+                  f"`{path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name}`, "
+                  f"{meta.get('time', '')}, torch {meta.get('torch', '?')}, "
+                  f"{meta.get('threads', '?')} threads. Measured peaks: bf16 {peaks.get('bf16_tflops', float('nan')):.3g} "
+                  f"TFLOP/s, fp32 {peaks.get('fp32_tflops', float('nan')):.3g} TFLOP/s.", ""]
+        if any("fp32_images_per_s" in r for r in rows):
+            lines += _performance_three_columns(meta, rows)
+        else:
+            has_ref = any(r.get("ratio_ours_over_ref") is not None for r in rows)  # no empty column
+            lines += ["| backbone | batch | GFLOP / image | TFLOP/s | % bf16 peak | % fp32 peak | images/s |"
+                      + (" ours / reference |" if has_ref else ""),
+                      "|---|---|---|---|---|---|---|" + ("---|" if has_ref else "")]
+            for r in rows:
+                ref = r.get("ratio_ours_over_ref")
+                lines.append(
+                    f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.3g} | "
+                    f"{100 * r['frac_bf16_peak']:.1f} | {100 * r['frac_fp32_peak']:.1f} | {r['ours_images_per_s']:.0f} |"
+                    + (f" {'–' if ref is None else f'{ref:.2f}'} |" if has_ref else ""))
+        anchor = [r for r in rows if r.get("ratio_over_official_v100")]
+        for r in anchor:
+            lines += ["", f"{r['label']}: {r['ours_images_per_s']:.0f} images/s, {r['ratio_over_official_v100']:.1f}x the "
+                          "official figure per V100."]
+        lines.append("")
+    for cal in sorted(results.glob("gpu-short-*/calibration.json")):
+        c = json.loads(cal.read_text())
+        m = c["measured"]
+        lines += [f"## GPU edition: calibration ({cal.parent.name})", "",
+                  f"`scripts/gpu_run.sh --calibrate` measured one epoch of each trainer on the GPU ({c['backbone']}, "
+                  f"{100 * c['fraction']:.0f} % of the images, scaled): Barlow Twins {m['02']['epoch_s']:.1f} s, DINO "
+                  f"{m['03']['epoch_s']:.1f} s, supervised {m['04']['epoch_s']:.1f} s per epoch of all 20,000 images "
+                  f"(monitors included). With the budgets {c['shares_s']} s this gave {c['epochs']['02']} Barlow Twins "
+                  f"epochs, {c['epochs']['03']:.1f} DINO epochs at equal FLOPs ({c['flops_per_image']['dino'] / 1e9:.1f} "
+                  f"vs {c['flops_per_image']['bt'] / 1e9:.1f} GFLOP per image) and {c['epochs']['04']} supervised epochs.",
+                  ""]
+    out = book / "performance.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
