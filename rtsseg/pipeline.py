@@ -254,9 +254,12 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
             os.environ["RTSSEG_PROFILE"] = shell_profile
     wall = time.time() - t0
     executed = nbformat.read(running, as_version=4)
-    executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": params, "wall_s": round(wall, 1),
-                                   "upstream": upstream or {}}
-    prepare_for_book(executed, params)  # hidden code, parameters table, Colab cell, provenance (rtsseg/book.py)
+    # the values the step ran with: the notebook's defaults under the profile's and the command line's (the page's
+    # parameters table and the run record show all of them, not only what was injected)
+    values = {**declared, **params}
+    executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": values, "injected": params,
+                                   "wall_s": round(wall, 1), "upstream": upstream or {}}
+    prepare_for_book(executed, values)  # hidden code, parameters table, Colab cell, provenance (rtsseg/book.py)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".ipynb.tmp")
     nbformat.write(executed, tmp)

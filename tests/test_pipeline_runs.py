@@ -130,6 +130,22 @@ def test_a_running_step_is_under_running_and_only_a_failed_one_under_failed(runs
     assert (runs / "smoke" / "failed" / "s.ipynb").is_file() and not (runs / "smoke" / "running" / "s.ipynb").exists()
 
 
+@pytest.mark.slow
+def test_the_parameters_table_and_run_record_show_every_value_the_step_ran_with(runs, tmp_path, monkeypatch):
+    step = _fake_step(tmp_path, monkeypatch, "x = 1")
+    src = step.source.read_text().replace('profile = "cpu"\n', 'profile = "cpu"\nlr = 0.002\nseeds = [0, 1]\n')
+    step.source.write_text(src)
+    monkeypatch.setitem(PROFILES["smoke"], "s", {"seeds": [0]})
+    result, _ = pipeline.run_step("smoke", step)
+    nb = nbformat.read(result.output, as_version=4)
+    table = next(c.source for c in nb.cells if "parameters-table" in c.metadata.get("tags", []))
+    assert "| `lr` | `0.002` |" in table  # a default the profile does not set
+    assert "| `seeds` | `[0]` |" in table and "[0, 1]" not in table  # the profile's value, not the default
+    meta = nb.metadata["rtsseg"]
+    assert meta["params"] == {"profile": "smoke", "lr": 0.002, "seeds": [0]}
+    assert meta["injected"] == {"profile": "smoke", "seeds": [0]}
+
+
 def test_force_clears_the_steps_runs_inside_the_runs_folder_only(runs, tmp_path, monkeypatch):
     inside = runs / "smoke" / "pretrain"
     (inside / "vit_seed0").mkdir(parents=True)
