@@ -64,6 +64,7 @@ num_threads = None  # None: torch's default
 
 # %%
 import pandas as pd
+from IPython.display import display
 import torch
 
 from rtsseg.config import data_root as resolve_data_root
@@ -125,7 +126,8 @@ for backbone, seed in runs_of:
     runs[backbone, seed] = pretrain(cfg)
     record.trained("barlow twins", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
-pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
+with pd.option_context("display.max_colwidth", None):  # whole folder names: pandas cuts a cell at 50 characters
+    display(pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}}))
 
 # %% [markdown]
 # ## Loss, collapse check and k-NN accuracy per epoch

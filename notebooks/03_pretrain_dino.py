@@ -72,6 +72,7 @@ num_threads = 0  # 0: torch's default
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 import torch
 
 from rtsseg.config import data_root as resolve_data_root
@@ -137,7 +138,8 @@ for backbone in backbones:
                                                       cfg.warmup_teacher_temp_epochs, momentum_teacher)
         record.trained("dino", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
-pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
+with pd.option_context("display.max_colwidth", None):  # whole folder names: pandas cuts a cell at 50 characters
+    display(pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}}))
 
 # %% [markdown]
 # ## k-NN accuracy, loss and collapse monitors per epoch

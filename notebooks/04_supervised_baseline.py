@@ -54,6 +54,7 @@ control_augment = "rrc"  # crops that move the object: a centre blob cannot sati
 
 # %%
 import pandas as pd
+from IPython.display import display
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import tinyimagenet_root
@@ -89,7 +90,8 @@ for backbone, seed in runs_of:
     runs[backbone, seed] = train_supervised(cfg)
     record.trained("supervised", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
-pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
+with pd.option_context("display.max_colwidth", None):  # whole folder names: pandas cuts a cell at 50 characters
+    display(pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}}))
 
 # %%
 labelled = {f"{b} seed {s}": h for (b, s), h in histories.items()}

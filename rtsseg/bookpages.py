@@ -70,7 +70,7 @@ def executed_glue(profile: str, book: Path | None = None) -> dict[str, str]:
     return found
 
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status|editions)(?::([A-Za-z0-9_]+))?\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*(glue|figure|status|editions|answer)(?::([A-Za-z0-9_]+))?\s*\}\}")
 
 #: Rows of the landing page's table of editions: (label, glue names shown " / "-separated in one cell).
 EDITION_ROWS: list[tuple[str, tuple[str, ...]]] = [
@@ -84,6 +84,178 @@ EDITION_ROWS: list[tuple[str, tuple[str, ...]]] = [
     ("segmentation: attention-aware − control, mIoU points", ("seg_attn_minus_control",)),
     ("compute of the whole edition, min", ("budget_total_min",)),
 ]
+
+
+# ---- the answers of an edition (landing page) ---------------------------------------------------------------
+
+NOT_ANSWERED = "Not answered in this edition"
+
+
+def edition_findings(profile: str, book: Path | None = None) -> dict | None:
+    """key -> :class:`rtsseg.findings.Finding` of an edition, from the results chapter 8 exported
+    (``book/<profile>/results/results.json``); None when the edition has no such file (executed before findings
+    were saved). The verdicts are recomputed from the intervals on reading, never taken from the file."""
+    from rtsseg.findings import Finding
+
+    path = (book or REPO_ROOT / "book") / profile / "results" / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())["results"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ValueError(f"{path}: not a results file of chapter 8 ({e}). Fix: rtsseg run --profile {profile} "
+                         "--step 08") from e
+    return {d["key"]: Finding.from_dict(d) for name, rows in sorted(results.items()) if name.startswith("findings_")
+            for d in rows}
+
+
+def _against(f, what: str = "0") -> str:
+    """The verdict of a finding against its null, as words that name the null."""
+    return {"above": f"above {what}", "below": f"below {what}"}.get(f.verdict, f"no measurable difference from {what}")
+
+
+def _how(f) -> str:
+    """How a finding's interval was made, e.g. "95 % interval: hierarchical bootstrap, n=3"; "no interval (n=1)"."""
+    iv = f.interval
+    if not iv.has_interval:
+        return f"no interval (n={iv.n})"
+    return f"{100 * iv.level:.0f} % interval: {iv.method}, n={iv.n}"
+
+
+def _detects(f, effect: float) -> bool:
+    """Whether a difference as large as ``effect`` would have been declared by the design of ``f``."""
+    import math
+
+    return f.interval.has_interval and not math.isnan(f.detectable) and abs(f.detectable) < effect
+
+
+def answer_word(effect, control=None) -> str:
+    """"Yes" (the effect lies above 0), "No" (below 0, or no measurable difference where the design would have
+    detected an effect as large as the passing positive ``control``'s), else "Not at this scale"."""
+    if effect.verdict == "above":
+        return "Yes"
+    if effect.verdict == "below":
+        return "No"
+    if control is not None and control.verdict == "above" and _detects(effect, control.interval.mean):
+        return "No"
+    return "Not at this scale"
+
+
+def answer_attention(found: dict | None, gt: str = "tinyimagenet") -> tuple[str, str]:
+    """Question 1 in one sentence (and its two supporting clauses): yes / no / not at this scale, from Barlow Twins'
+    object-specific AUROC excess, its difference from the same backbone at random init (the deciding number), the
+    image-independent null and the learned positive control that shows what the measure can see."""
+    found = found or {}
+    bt, diff = found.get(f"attention.excess.barlow_twins.{gt}"), found.get(f"attention.diff.barlow_twins_minus_random.{gt}")
+    ctrl, dino = found.get(f"attention.excess.attention-supervised.{gt}"), found.get(f"attention.excess.dino.{gt}")
+    if bt is None or diff is None:
+        return NOT_ANSWERED, (f"*{NOT_ANSWERED}*: it saved no object-specific attention score (its chapter 5 was "
+                              "executed before that score existed, or not at all); an AUROC against 0.5 does not "
+                              "answer the question, because a map that ignores the image already scores well above "
+                              "0.5 on these boxes.")
+    word = answer_word(diff, ctrl)
+    text = (f"**{word}.** Against the same backbone at random initialisation, Barlow Twins changes the "
+            f"object-specific AUROC excess by {diff.value_text()} ({_against(diff)}, the null of no difference; "
+            f"{_how(diff)})")
+    if _detects(diff, float("inf")):
+        text += f", where the design would have detected a change of about ±{abs(diff.detectable):.3f}"
+    text += (f". Its own excess is {bt.value_text()} ({_against(bt)}, the score of every image-independent map, a "
+             "centre blob included)")
+    text += f"; DINO's {dino.value_text()} ({_against(dino)})." if dino is not None else "."
+    if ctrl is not None:
+        text += (f" The positive control, trained to attend to its own image's box, reaches {ctrl.value_text()} "
+                 f"({_against(ctrl)})")
+        text += (": the measure does see object-specific attention where a model learned it." if ctrl.verdict == "above"
+                 else ": not even a model trained for it is measurably object-specific here, so this edition cannot "
+                      "tell Barlow Twins' attention from none — a limit of its scale, not a property of Barlow Twins.")
+    return word, text + " All at this edition's scale (the box above): small backbones, short schedules, 64 px images."
+
+
+def answer_decoder(found: dict | None) -> tuple[str, str]:
+    """Question 2 in one sentence: yes / no / not at this scale, from the attention-aware decoder minus its
+    same-capacity control (the deciding number, pooled as a mean of cell means) and the oracle ceiling (the
+    same decoder fed attention built from the labels), which says whether a null is the attention's or the
+    decoder's."""
+    found = found or {}
+    gain = found.get("segmentation.attn_minus_control")
+    ceilings = [f for k, f in sorted(found.items()) if k.startswith("segmentation.oracle_minus_control.")]
+    if gain is None:
+        return NOT_ANSWERED, (f"*{NOT_ANSWERED}*: its chapter 7 saved no paired decoder comparison (not executed, "
+                              "or executed before the comparison was saved).")
+    ceiling = ceilings[0] if ceilings else None
+    word = answer_word(gain, ceiling)
+    text = (f"**{word}.** On CamVid the attention-aware decoder differs from its same-capacity control by "
+            f"{gain.value_text(1)} ({_against(gain)}; the mean of the per-cell paired differences over backbone × "
+            f"initialisation, {_how(gain)})")
+    if ceiling is None:
+        return word, text + ("; no oracle ceiling was measured, so a null cannot say whether the attention or the "
+                             "decoder falls short.")
+    backbone = ceiling.key.rsplit(".", 1)[-1]
+    text += (f". Fed attention built from the labels, the oracle ceiling on {backbone}, the same decoder gains "
+             f"{ceiling.value_text(1)} ({_against(ceiling)})")
+    if ceiling.verdict == "above":
+        text += (": the decoder can use attention that locates objects, so what falls short is the learned attention"
+                 if word != "Yes" else ": the decoder can use attention, and learned attention gives part of it")
+    else:
+        text += (": even attention taken from the labels gives no measurable gain, so this decoder, at this "
+                 "resolution, cannot answer the question")
+    return word, text + ". All at this edition's scale (the box above)."
+
+
+def answer_features(found: dict | None) -> str:
+    """The features rather than the maps: chapter 2's k-NN monitor, Barlow Twins (and DINO) minus random init,
+    as an interval over seeds (never a std)."""
+    found = found or {}
+    bt, dino = found.get("pretrain.bt_knn_minus_random"), found.get("pretrain.dino_knn_minus_random")
+    if bt is None:
+        return f"*{NOT_ANSWERED}*: no k-NN comparison with random init was saved."
+    text = (f"For the features rather than the maps: Barlow Twins moves the k-NN top-1 of chapter 2's monitor by "
+            f"{bt.value_text(1)} ({_against(bt)}; {_how(bt)}) over a random initialisation of the "
+            "same backbone")
+    return text + (f", DINO by {dino.value_text(1)} ({_against(dino)})." if dino is not None else ".")
+
+
+def edition_answers(profile: str, book: Path | None = None, others: tuple[str, ...] = ()) -> dict[str, str]:
+    """The landing page's ``{{ answer:... }}`` texts of ``profile`` from its saved findings: ``attention``,
+    ``decoder``, ``features`` and ``editions`` (the paragraph of :func:`reconcile_editions` over ``profile`` and
+    ``others``; empty without others)."""
+    found = edition_findings(profile, book)
+    (w1, attention), (w2, decoder) = answer_attention(found), answer_decoder(found)
+    words = {profile: (w1, w2)}
+    for p in others:
+        theirs = edition_findings(p, book)
+        words[p] = (answer_attention(theirs)[0], answer_decoder(theirs)[0])
+    records = {p: run_records(p, book) for p in words}
+    return {"attention": attention, "decoder": decoder, "features": answer_features(found),
+            "editions": reconcile_editions(words, records)}
+
+
+def reconcile_editions(answers: dict[str, tuple[str, str]], records: dict[str, list[dict]]) -> str:
+    """One paragraph over the editions' answers (``profile -> (question-1 word, question-2 word)``, a word being
+    "Yes" / "No" / "Not at this scale" / :data:`NOT_ANSWERED`): where they agree, where they differ, and why an
+    edition without the object-specific score answers neither question in this measure."""
+    if len(answers) < 2:
+        return ""
+    def where(p: str) -> str:
+        devices = ", ".join(sorted({r["device"] for r in records.get(p, [])})) or "not run"
+        commits = ", ".join(sorted({r["commit"] for r in records.get(p, [])})) or "none"
+        return f"`{p}` ({devices}; commit {commits})"
+    parts = []
+    for i, q in enumerate(("question 1", "question 2")):
+        words = {p: w[i] for p, w in answers.items()}
+        answered = {p: w for p, w in words.items() if w != NOT_ANSWERED}
+        if len(set(answered.values())) <= 1 and answered:
+            parts.append(f"On {q} the editions that answer it agree ({next(iter(answered.values()))!s}: "
+                         f"{', '.join(where(p) for p in answered)})")
+        elif answered:
+            parts.append(f"On {q} they differ: " + "; ".join(f"{where(p)} {w}" for p, w in answered.items())
+                         + " — each answer holds at its own scale, and the one with the narrower interval and a "
+                           "passing positive control is the better-powered")
+        silent = [p for p, w in words.items() if w == NOT_ANSWERED]
+        if silent:
+            parts.append(f"{', '.join(where(p) for p in silent)} does not answer {q}: it was executed before its "
+                         "chapter saved the score that answers it, so its numbers there are not the same measure")
+    return ". ".join(parts) + "."
 
 
 def glue_ref(profile: str, step: str, name: str) -> str:
@@ -117,9 +289,11 @@ def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> st
 
 
 def render_index(template: str, profile: str, found: dict[str, str], records: list[dict], figure_caption=None,
-                 editions: dict[str, tuple[dict[str, str], list[dict]]] | None = None) -> str:
-    """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}``, ``{{ status }}`` and ``{{ editions }}`` (the table of
-    :func:`editions_table` over ``editions``; nothing when there is one edition) in the landing-page template.
+                 editions: dict[str, tuple[dict[str, str], list[dict]]] | None = None,
+                 answers: dict[str, str] | None = None) -> str:
+    """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}``, ``{{ status }}``, ``{{ editions }}`` (the table of
+    :func:`editions_table` over ``editions``; nothing when there is one edition) and ``{{ answer:NAME }}`` (the
+    texts of :func:`edition_answers`; an empty string where ``answers`` lacks the name) in the landing-page template.
 
     A name no executed notebook defines becomes "not run in this edition", so the book always builds.
     """
@@ -131,6 +305,8 @@ def render_index(template: str, profile: str, found: dict[str, str], records: li
             return _PLACEHOLDER.sub(sub, status_box(profile, records, found))
         if kind == "editions":
             return editions_table(editions or {})
+        if kind == "answer":
+            return (answers or {}).get(name, "")
         where = found.get(name)
         if where is None:
             return NOT_RUN if kind == "glue" else f"```{{note}}\nThe figure `{name}` is {NOT_RUN.strip('*')}.\n```"
@@ -185,7 +361,9 @@ def write_index(profile: str, book: Path | None = None, others: tuple[str, ...] 
     if title:
         template = re.sub(r"\A# .*$", f"# {title}", template, count=1, flags=re.M)
     editions = {p: (executed_glue(p, book), run_records(p, book)) for p in (profile, *others)}
-    text = render_index(template, profile, editions[profile][0], editions[profile][1], editions=editions)
+    answers = edition_answers(profile, book, others)
+    text = render_index(template, profile, editions[profile][0], editions[profile][1], editions=editions,
+                        answers=answers)
     out = book / profile / "index.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     header = "<!-- Generated by rtsseg.bookpages.write_index from book/index.template.md: edit the template. -->\n"

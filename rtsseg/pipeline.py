@@ -33,7 +33,7 @@ PACKAGE = REPO_ROOT / "rtsseg"
 #: Orchestration and the pages only the build writes (landing pages, performance appendix): they choose what runs
 #: or how the book shows it, never what a step computes, so they are not part of a step's inputs. No notebook and no
 #: input module imports them (tests/test_pipeline_inputs.py).
-NOT_INPUTS = ("cli.py", "pipeline.py", "bookpages.py")
+NOT_INPUTS = ("cli.py", "pipeline.py", "bookpages.py", "sphinx_tables.py")
 
 
 class StepFailed(RuntimeError):

@@ -10,7 +10,8 @@ an absolute path in an output (print paths with rtsseg.book.rel); an unresolved 
 with a ``+dirty`` commit; a request to the network (the book must work offline); an edition's placeholder
 ("not run in this edition") inside a sentence; pandas' truncation ("N rows × M columns", "…" rows, cells cut
 with "..."), column labels mangled by duplicate names ("linear.1"); an unrendered glue key; float noise
-("26.299999"); a table captioned "Fig."; an image that shows (almost) nothing (an empty figure).
+("26.299999"); a table captioned "Fig."; an image that shows (almost) nothing (an empty figure); a link to an
+anchor the page does not have.
 A screenshot of each page goes to ``book/_build/screenshots/``. Exit status 1 when any page has a problem.
 
 Chromium is driven over the DevTools protocol (``websocket-client``); Debian's package is ``chromium``.
@@ -118,6 +119,12 @@ CHECK_JS = r"""
     const num = fig.querySelector('.caption-number');
     if (num && fig.querySelector('table') && !fig.querySelector('img') && /^Fig/.test(num.textContent.trim()))
       problems.push('a table captioned as a figure: ' + text(num.parentElement || num));
+  }
+  // A link to an anchor of this page that does not exist (e.g. "#05_attention_maps.html": a chapter link that
+  // MyST read as a label it could not find).
+  for (const a of article.querySelectorAll('a[href^="#"]')) {
+    const id = decodeURIComponent(a.getAttribute('href').slice(1));
+    if (id && !document.getElementById(id)) problems.push('link to a missing anchor: #' + id.slice(0, 80));
   }
   // An image that loaded but shows (almost) nothing: an empty figure.
   for (const img of document.images) {

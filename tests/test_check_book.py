@@ -57,6 +57,7 @@ def test_check_book_catches_defects(tmp_path):
         "tablefig.html": "<figure><table><tr><td>1</td></tr></table><figcaption><p><span class='caption-number'>"
                          "Fig. 3 </span>A table.</p></figcaption></figure>",
         "empty.html": "<img src='blank.png' width='200'>",
+        "anchor.html": "<p id='here'><a href='#here'>fine</a> <a href='#05_attention_maps.html'>5</a></p>",
     }
     for name, body in pages.items():
         (html / name).write_text(_page(body))
@@ -81,6 +82,7 @@ def test_check_book_catches_defects(tmp_path):
     assert any("unrounded number: 26.299999" in p for p in report["glue.html"])
     assert any("captioned as a figure" in p for p in report["tablefig.html"])
     assert any("empty figure" in p for p in report["empty.html"])
+    assert report["anchor.html"] == ["link to a missing anchor: #05_attention_maps.html"]
     assert (tmp_path / "shots" / "sub__image.png").stat().st_size > 0
     assert len(list((tmp_path / "shots").glob("*.png"))) == len(pages)
 
