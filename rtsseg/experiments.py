@@ -155,9 +155,14 @@ def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], ima
 
 
 def _why_missing(err: Exception) -> str:
-    """The first sentence of a load error, with the runs root written ``$RTSSEG_RUNS`` (a book page shows it)."""
+    """The first sentence of a load error, short enough for a table cell of a book page: a missing run says what
+    is missing ("no finished dino run"; the backbone and seed are the table's other columns, the folder is the
+    profile's run folder); another error keeps its first sentence, the runs root written ``$RTSSEG_RUNS``."""
     from rtsseg.config import runs_root
+    from rtsseg.errors import NoRunError
 
+    if isinstance(err, NoRunError):
+        return getattr(err, "problem", str(err)).split(" of ")[0].removesuffix(" in").strip()
     return str(err).split(". Fix")[0].replace(str(runs_root()), "$RTSSEG_RUNS")
 
 
