@@ -185,14 +185,14 @@ def answer_decoder(found: dict | None) -> tuple[str, str]:
     ceiling = ceilings[0] if ceilings else None
     word = answer_word(gain, ceiling)
     text = (f"**{word}.** On CamVid the attention-aware decoder differs from its same-capacity control by "
-            f"{gain.value_text(1)} ({_against(gain)}; the mean of the per-cell paired differences over backbone × "
+            f"{gain.value_text(2)} ({_against(gain)}; the mean of the per-cell paired differences over backbone × "
             f"initialisation, {_how(gain)})")
     if ceiling is None:
         return word, text + ("; no oracle ceiling was measured, so a null cannot say whether the attention or the "
                              "decoder falls short.")
     backbone = ceiling.key.rsplit(".", 1)[-1]
     text += (f". Fed attention built from the labels, the oracle ceiling on {backbone}, the same decoder gains "
-             f"{ceiling.value_text(1)} ({_against(ceiling)})")
+             f"{ceiling.value_text(2)} ({_against(ceiling)})")
     if ceiling.verdict == "above":
         text += (": the decoder can use attention that locates objects, so what falls short is the learned attention"
                  if word != "Yes" else ": the decoder can use attention, and learned attention gives part of it")
@@ -244,7 +244,10 @@ def reconcile_editions(answers: dict[str, tuple[str, str]], records: dict[str, l
     for i, q in enumerate(("question 1", "question 2")):
         words = {p: w[i] for p, w in answers.items()}
         answered = {p: w for p, w in words.items() if w != NOT_ANSWERED}
-        if len(set(answered.values())) <= 1 and answered:
+        if len(answered) == 1:
+            (p, w), = answered.items()
+            parts.append(f"Only {where(p)} answers {q} ({w})")
+        elif len(set(answered.values())) == 1:
             parts.append(f"On {q} the editions that answer it agree ({next(iter(answered.values()))!s}: "
                          f"{', '.join(where(p) for p in answered)})")
         elif answered:

@@ -50,7 +50,7 @@ def test_answers_name_their_numbers_intervals_and_nulls():
     assert "edition's scale" in text
     word, text = bookpages.answer_decoder(_findings())
     # no measurable gain, while a gain as large as the oracle ceiling (+5.0, above 0) would have been detected
-    assert word == "No" and "+0.4 [−0.1, +0.8] mIoU points" in text and "+5.0 [+3.0, +7.0]" in text
+    assert word == "No" and "+0.40 [−0.10, +0.80] mIoU points" in text and "+5.00 [+3.00, +7.00]" in text
     assert "what falls short is the learned attention" in text
     no_ceiling = {k: v for k, v in _findings().items() if "oracle" not in k}
     word, text = bookpages.answer_decoder(no_ceiling)
@@ -73,6 +73,8 @@ def test_reconcile_says_agreement_difference_and_silence():
     assert "On question 2 the editions that answer it agree (Yes" in text
     assert "`gpu-short` (CPU x2; commit abc) does not answer question 1" in text
     assert bookpages.reconcile_editions({"cpu": ("No", "No")}, records) == ""
+    alone = bookpages.reconcile_editions({"cpu": ("No", "No"), "gpu-short": (bookpages.NOT_ANSWERED,) * 2}, records)
+    assert "Only `cpu` (CPU x2; commit abc) answers question 1 (No)" in alone and "agree" not in alone
 
 
 def test_edition_findings_reads_chapter_8s_export_and_rechecks_verdicts(tmp_path):
