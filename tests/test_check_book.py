@@ -88,7 +88,8 @@ def test_check_book_catches_defects(tmp_path):
 
 
 def test_built_book_passes_when_built():
-    """The real book, when it has been built here (`rtsseg book`); the CI builds it in .ci/run."""
+    """The real book, when it has been built in this checkout (`rtsseg book --profile cpu`); a clean clone (CI) has
+    none and skips."""
     html = REPO / "book" / "_build" / "html"
     if not (html / "index.html").is_file():
         pytest.skip("book/_build/html not built (rtsseg book --profile cpu)")
