@@ -123,10 +123,9 @@ def _how(f) -> str:
 
 
 def _detects(f, effect: float) -> bool:
-    """Whether a difference as large as ``effect`` would have been declared by the design of ``f``."""
-    import math
-
-    return f.interval.has_interval and not math.isnan(f.detectable) and abs(f.detectable) < effect
+    """Whether a difference as large as ``effect`` would have been declared by the design of ``f`` (never without
+    an interval: its detectable effect is NaN then, and every comparison with NaN is False)."""
+    return abs(f.detectable) < effect
 
 
 def answer_word(effect, control=None) -> str:
@@ -157,7 +156,7 @@ def answer_attention(found: dict | None, gt: str = "tinyimagenet") -> tuple[str,
     text = (f"**{word}.** Against the same backbone at random initialisation, Barlow Twins changes the "
             f"object-specific AUROC excess by {diff.value_text()} ({_against(diff)}, the null of no difference; "
             f"{_how(diff)})")
-    if _detects(diff, float("inf")):
+    if diff.interval.has_interval:
         text += f", where the design would have detected a change of about ±{abs(diff.detectable):.3f}"
     text += (f". Its own excess is {bt.value_text()} ({_against(bt)}, the score of every image-independent map, a "
              "centre blob included)")
@@ -215,17 +214,19 @@ def answer_features(found: dict | None) -> str:
     return text + (f", DINO by {dino.value_text(1)} ({_against(dino)})." if dino is not None else ".")
 
 
-def edition_answers(profile: str, book: Path | None = None, others: tuple[str, ...] = ()) -> dict[str, str]:
+def edition_answers(profile: str, book: Path | None = None, others: tuple[str, ...] = (),
+                    records: dict[str, list[dict]] | None = None) -> dict[str, str]:
     """The landing page's ``{{ answer:... }}`` texts of ``profile`` from its saved findings: ``attention``,
     ``decoder``, ``features`` and ``editions`` (the paragraph of :func:`reconcile_editions` over ``profile`` and
-    ``others``; empty without others)."""
+    ``others``; empty without others). ``records``: each edition's run records where the caller read them
+    already (else read here)."""
     found = edition_findings(profile, book)
     (w1, attention), (w2, decoder) = answer_attention(found), answer_decoder(found)
     words = {profile: (w1, w2)}
     for p in others:
         theirs = edition_findings(p, book)
         words[p] = (answer_attention(theirs)[0], answer_decoder(theirs)[0])
-    records = {p: run_records(p, book) for p in words}
+    records = records or {p: run_records(p, book) for p in words}
     return {"attention": attention, "decoder": decoder, "features": answer_features(found),
             "editions": reconcile_editions(words, records)}
 
@@ -237,9 +238,8 @@ def reconcile_editions(answers: dict[str, tuple[str, str]], records: dict[str, l
     if len(answers) < 2:
         return ""
     def where(p: str) -> str:
-        devices = ", ".join(sorted({r["device"] for r in records.get(p, [])})) or "not run"
-        commits = ", ".join(sorted({r["commit"] for r in records.get(p, [])})) or "none"
-        return f"`{p}` ({devices}; commit {commits})"
+        mine = records.get(p, [])
+        return f"`{p}` ({_distinct(mine, 'device', 'not run')}; commit {_distinct(mine, 'commit', 'none')})"
     parts = []
     for i, q in enumerate(("question 1", "question 2")):
         words = {p: w[i] for p, w in answers.items()}
@@ -261,6 +261,11 @@ def reconcile_editions(answers: dict[str, tuple[str, str]], records: dict[str, l
     return ". ".join(parts) + "."
 
 
+def _distinct(records: list[dict], field: str, empty: str) -> str:
+    """The distinct values of ``field`` over run records, sorted and comma-separated; ``empty`` when none."""
+    return ", ".join(sorted({r[field] for r in records})) or empty
+
+
 def glue_ref(profile: str, step: str, name: str) -> str:
     """The MyST role that pastes glue ``name`` of the executed chapter ``book/<profile>/<step>.ipynb`` as text
     (the role reads "path::key:format"; without a format it would split the key)."""
@@ -274,7 +279,7 @@ def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> st
         return ""
     head = ["result"]
     for profile, (_, records) in editions.items():
-        devices = ", ".join(sorted({r["device"] for r in records})) or "not run"
+        devices = _distinct(records, "device", "not run")
         head.append(f"`{profile}` ({devices})")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, names in EDITION_ROWS:
@@ -364,7 +369,7 @@ def write_index(profile: str, book: Path | None = None, others: tuple[str, ...] 
     if title:
         template = re.sub(r"\A# .*$", f"# {title}", template, count=1, flags=re.M)
     editions = {p: (executed_glue(p, book), run_records(p, book)) for p in (profile, *others)}
-    answers = edition_answers(profile, book, others)
+    answers = edition_answers(profile, book, others, records={p: rec for p, (_, rec) in editions.items()})
     text = render_index(template, profile, editions[profile][0], editions[profile][1], editions=editions,
                         answers=answers)
     out = book / profile / "index.md"

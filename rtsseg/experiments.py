@@ -162,7 +162,7 @@ def _why_missing(err: Exception) -> str:
     from rtsseg.errors import NoRunError
 
     if isinstance(err, NoRunError):
-        return getattr(err, "problem", str(err)).split(" of ")[0].removesuffix(" in").strip()
+        return err.problem.split(" of ")[0].removesuffix(" in").strip()
     return str(err).split(". Fix")[0].replace(str(runs_root()), "$RTSSEG_RUNS")
 
 
