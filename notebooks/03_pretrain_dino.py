@@ -204,6 +204,8 @@ for name, text in C.dino_result_texts(
 # $\prod_t m_t$ = {glue:text}`dino_teacher_retention` % of its random initial weights. The learning rate warmed up
 # over {glue:text}`dino_warmup_share` % of the run (Barlow Twins: {glue:text}`dino_bt_warmup_share` % of its run),
 # the teacher temperature over {glue:text}`dino_temp_warmup_share` %.
+#
+# {glue:text}`dino_budget_verdict`
 
 # %%
 record.finish()

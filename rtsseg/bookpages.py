@@ -160,7 +160,11 @@ def answer_attention(found: dict | None, gt: str = "tinyimagenet") -> tuple[str,
         text += f", where the design would have detected a change of about ±{abs(diff.detectable):.3f}"
     text += (f". Its own excess is {bt.value_text()} ({_against(bt)}, the score of every image-independent map, a "
              "centre blob included)")
-    text += f"; DINO's {dino.value_text()} ({_against(dino)})." if dino is not None else "."
+    if dino is not None and dino_trained(found) is False:
+        text += ("; DINO is not trained at this budget (its k-NN is not above its random init, chapter 3), so its "
+                 "maps are not compared with Barlow Twins'.")
+    else:
+        text += f"; DINO's {dino.value_text()} ({_against(dino)})." if dino is not None else "."
     if ctrl is not None:
         text += (f" The positive control, trained to attend to its own image's box, reaches {ctrl.value_text()} "
                  f"({_against(ctrl)})")
@@ -211,7 +215,19 @@ def answer_features(found: dict | None) -> str:
     text = (f"For the features rather than the maps: Barlow Twins moves the k-NN top-1 of chapter 2's monitor by "
             f"{bt.value_text(1)} ({_against(bt)}; {_how(bt)}) over a random initialisation of the "
             "same backbone")
-    return text + (f", DINO by {dino.value_text(1)} ({_against(dino)})." if dino is not None else ".")
+    if dino is None:
+        return text + "."
+    text += f", DINO by {dino.value_text(1)} ({_against(dino)})"
+    return text + (": DINO is not trained at this budget, so no DINO − Barlow Twins comparison is drawn."
+                   if dino.verdict != "above" else ".")
+
+
+def dino_trained(found: dict | None) -> bool | None:
+    """Whether the edition trained DINO at its budget: its teacher's k-NN above its random init (the interval of
+    chapter 3's finding above 0); ``None`` when it saved no such finding. Mirrors chapter 3's own verdict
+    (``rtsseg.ssl.chapter.dino_budget_verdict``)."""
+    f = (found or {}).get("pretrain.dino_knn_minus_random")
+    return None if f is None else f.verdict == "above"
 
 
 def edition_answers(profile: str, book: Path | None = None, others: tuple[str, ...] = (),

@@ -109,3 +109,18 @@ def test_a_figure_holding_a_table_is_numbered_as_a_table():
     plot = nodes.figure("", nodes.image(uri="x.png"), nodes.caption("", "a plot"))
     with_table = nodes.figure("", nodes.table(), nodes.caption("", "t"))
     assert is_table_figure(table_html) and is_table_figure(with_table) and not is_table_figure(plot)
+
+
+def test_untrained_dino_is_not_compared_on_the_landing_page():
+    found = dict(_findings())
+    assert bookpages.dino_trained(found) is None  # no k-NN finding saved: the excess is quoted as measured
+    assert "DINO's +0.010" in bookpages.answer_attention(found)[1]
+    found["pretrain.dino_knn_minus_random"] = F("pretrain.dino_knn_minus_random", -0.1, -1.0, 0.7, unit="points")
+    assert bookpages.dino_trained(found) is False
+    text = bookpages.answer_attention(found)[1]
+    assert "DINO is not trained at this budget" in text and "DINO's +0.010" not in text
+    assert "no DINO − Barlow Twins comparison" in bookpages.answer_features(found)
+    found["pretrain.dino_knn_minus_random"] = F("pretrain.dino_knn_minus_random", 1.0, 0.5, 1.5, unit="points")
+    assert bookpages.dino_trained(found) is True
+    assert "DINO's +0.010" in bookpages.answer_attention(found)[1]
+    assert "not trained" not in bookpages.answer_features(found)

@@ -152,6 +152,23 @@ def test_dino_table_and_texts():
     assert t["dino_knn_minus_random"].startswith("DINO: +2.50 [")
     t = C.dino_result_texts(hs, "vit", _flops()["vit"], summaries["vit"], teacher, 2, 4, 0.5, None, f)
     assert t["dino_bt_knn_after"] == "not run in this profile"
+    # two seeds, one interval: +2.5 points paired by seed, t over n=2 is wide but the sign follows the interval
+    assert t["dino_budget_verdict"].startswith("DINO is trained" if f.verdict == "above" else "DINO is not trained")
+
+
+def test_dino_budget_verdict_follows_the_knn_interval():
+    from rtsseg.findings import Finding
+    from rtsseg.stats import Interval
+
+    def f(lo, hi):
+        return Finding("pretrain.dino_knn_minus_random", "03_pretrain_dino", "DINO − random init",
+                       Interval((lo + hi) / 2, lo, hi, 3, method="t"), "points")
+
+    assert C.dino_budget_verdict(f(0.5, 1.5)).startswith("DINO is trained at this budget")
+    for lo, hi in [(-0.96, 0.73), (-2.0, -0.5)]:  # the cpu edition's interval; one below 0
+        text = C.dino_budget_verdict(f(lo, hi))
+        assert text.startswith("DINO is not trained at this budget") and "no DINO − Barlow Twins comparison" in text
+        assert f"{lo:+.2f}".replace("-", "−") in text
 
 
 def _sup(top1, loss=2.0, attn=None):
