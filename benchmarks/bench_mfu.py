@@ -111,6 +111,17 @@ def device_name(device: torch.device) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or device.type
 
 
+def results_stem(suite: str, device: torch.device, quick: bool = False) -> str:
+    """The ``--json auto`` file name: suite, device name and, on CPU, the bf16 unit /proc/cpuinfo lists (two VMs
+    with one model name, one with avx512_bf16 and one without, measure different machines and must not
+    overwrite each other's results)."""
+    name = device_name(device)
+    if device.type == "cpu":
+        flags = cpu_bf16_flags()
+        name += "-amx" if flags["amx_bf16"] else "-avx512-bf16" if flags["avx512_bf16"] else ""
+    return f"{suite}_{name}{'_quick' if quick else ''}"
+
+
 def cpu_model() -> str | None:
     """The CPU's model name as /proc/cpuinfo gives it (what the results file is named after on CPU)."""
     from rtsseg.precision import cpu_identity
@@ -648,7 +659,7 @@ def run(args) -> dict:
     print(f"amp=auto -> {amp_auto['precision']} ({amp_auto['why']})", flush=True)
     out = None
     if args.json:
-        out = (RESULTS / f"{args.suite}_{meta['device_name']}{'_quick' if args.quick else ''}.json"
+        out = (RESULTS / f"{results_stem(args.suite, device, args.quick)}.json"
                if args.json == "auto" else Path(args.json))
         out.parent.mkdir(parents=True, exist_ok=True)
     rows = []

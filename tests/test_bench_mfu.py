@@ -155,3 +155,15 @@ def test_profile_names_the_operators_of_one_step():
     assert 0 < len(ops) <= 5 and 0 < sum(o["share"] for o in ops) <= 1 + 1e-9
     assert ops == sorted(ops, key=lambda o: -o["self_ms"]) and all(o["calls"] >= 1 for o in ops)
     assert any("conv" in o["op"] or "mm" in o["op"] for o in ops)  # the tiny net's products are in the top 5
+
+
+def test_results_file_names_the_cpu_bf16_unit(monkeypatch):
+    """Two VMs with the same CPU model name, one with avx512_bf16 and one without, get different result files."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(B, "device_name", lambda device: "amd-epyc")
+    for flags, stem in [({"amx_bf16": False, "avx512_bf16": False}, "cpu_amd-epyc"),
+                        ({"amx_bf16": False, "avx512_bf16": True}, "cpu_amd-epyc-avx512-bf16"),
+                        ({"amx_bf16": True, "avx512_bf16": True}, "cpu_amd-epyc-amx")]:
+        monkeypatch.setattr(B, "cpu_bf16_flags", lambda flags=flags: flags)
+        assert B.results_stem("cpu", cpu) == stem
+    assert B.results_stem("cpu", cpu, quick=True) == "cpu_amd-epyc-amx_quick"
