@@ -219,7 +219,7 @@ def answer_features(found: dict | None) -> str:
         return text + "."
     text += f", DINO by {dino.value_text(1)} ({_against(dino)})"
     return text + (": DINO is not trained at this budget, so no DINO − Barlow Twins comparison is drawn."
-                   if dino.verdict != "above" else ".")
+                   if dino_trained(found) is False else ".")
 
 
 def dino_trained(found: dict | None) -> bool | None:

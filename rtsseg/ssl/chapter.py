@@ -276,8 +276,9 @@ def dino_budget_verdict(finding) -> str:
         return ("DINO is trained at this budget: its teacher's k-NN top-1 lies above its random initialisation "
                 "(the interval above 0), so the later chapters compare its attention maps with Barlow Twins'.")
     return ("DINO is not trained at this budget: its teacher's k-NN top-1 is not above its random initialisation "
-            f"({finding.value_text(2)}: {finding.verdict}, the null being 0). Its rows in the later chapters are a second untrained baseline, not "
-            "DINO's recipe at work, and the landing page draws no DINO − Barlow Twins comparison from them.")
+            f"({finding.value_text(2)}: {finding.verdict}, the null being 0). Its rows in the later chapters are a "
+            "second untrained baseline, not DINO's recipe at work, and the landing page draws no DINO − Barlow Twins "
+            "comparison from them.")
 
 
 # --------------------------------------------------------------------------------------- chapter 4: supervised
