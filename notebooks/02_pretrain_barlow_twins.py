@@ -63,15 +63,13 @@ knn_val_per_class = 10
 num_threads = None  # None: torch's default
 
 # %%
-import pandas as pd
-from IPython.display import display
 import torch
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
 from rtsseg.experiments import cache_dir, family_value, model_runs, pretrain_dir
 from rtsseg.findings import save_findings
-from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
+from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
 from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.ssl import BarlowTwinsAugment, PretrainConfig, pretrain
 from rtsseg.ssl import chapter as C
@@ -126,8 +124,7 @@ for backbone, seed in runs_of:
     runs[backbone, seed] = pretrain(cfg)
     record.trained("barlow twins", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
-with pd.option_context("display.max_colwidth", None):  # whole folder names: pandas cuts a cell at 50 characters
-    display(pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}}))
+C.show_run_folders(runs)  # whole folder names: chapters 5-7 load exactly these runs
 
 # %% [markdown]
 # ## Loss, collapse check and k-NN accuracy per epoch

@@ -71,14 +71,12 @@ num_threads = 0  # 0: torch's default
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
-from IPython.display import display
 import torch
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.experiments import cache_dir, dino_dir
 from rtsseg.findings import save_findings
-from rtsseg.glue import figure_style, glue_figure, glue_result, glue_table, rel
+from rtsseg.glue import figure_style, glue_figure, glue_result, glue_table
 from rtsseg.report import RunRecord, notebook_params, read_results, save_results
 from rtsseg.ssl import chapter as C
 from rtsseg.ssl.dino_schedule import same_share
@@ -138,8 +136,7 @@ for backbone in backbones:
                                                       cfg.warmup_teacher_temp_epochs, momentum_teacher)
         record.trained("dino", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
-with pd.option_context("display.max_colwidth", None):  # whole folder names: pandas cuts a cell at 50 characters
-    display(pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}}))
+C.show_run_folders(runs)  # whole folder names: chapters 5-7 load exactly these runs
 
 # %% [markdown]
 # ## k-NN accuracy, loss and collapse monitors per epoch

@@ -54,13 +54,12 @@ control_augment = "rrc"  # crops that move the object: a centre blob cannot sati
 
 # %%
 import pandas as pd
-from IPython.display import display
 
 from rtsseg.config import data_root as resolve_data_root
 from rtsseg.data.tinyimagenet import tinyimagenet_root
 from rtsseg.experiments import attention_supervised_dir, model_runs, supervised_dir
 from rtsseg.findings import save_findings
-from rtsseg.glue import figure_style, glue_figure, glue_result, glue_table, rel
+from rtsseg.glue import figure_style, glue_figure, glue_result, glue_table
 from rtsseg.report import RunRecord, config_from, notebook_params, save_results
 from rtsseg.ssl import chapter as C
 from rtsseg.ssl.plot import plot_training
@@ -90,8 +89,7 @@ for backbone, seed in runs_of:
     runs[backbone, seed] = train_supervised(cfg)
     record.trained("supervised", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
-with pd.option_context("display.max_colwidth", None):  # whole folder names: pandas cuts a cell at 50 characters
-    display(pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}}))
+C.show_run_folders(runs)  # whole folder names: chapters 5-7 load exactly these runs
 
 # %%
 labelled = {f"{b} seed {s}": h for (b, s), h in histories.items()}

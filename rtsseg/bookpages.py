@@ -224,10 +224,12 @@ def answer_features(found: dict | None) -> str:
 
 def dino_trained(found: dict | None) -> bool | None:
     """Whether the edition trained DINO at its budget: its teacher's k-NN above its random init (the interval of
-    chapter 3's finding above 0); ``None`` when it saved no such finding. Mirrors chapter 3's own verdict
-    (``rtsseg.ssl.chapter.dino_budget_verdict``)."""
+    chapter 3's finding above 0, the rule of ``rtsseg.ssl.chapter.dino_trained``); ``None`` when it saved no such
+    finding."""
+    from rtsseg.ssl.chapter import dino_trained as trained
+
     f = (found or {}).get("pretrain.dino_knn_minus_random")
-    return None if f is None else f.verdict == "above"
+    return None if f is None else trained(f)
 
 
 def edition_answers(profile: str, book: Path | None = None, others: tuple[str, ...] = (),

@@ -217,3 +217,17 @@ def test_plot_training_panels_and_legend():
     assert fig.axes[3].get_legend() is not None  # the free slot holds the legend
     with pytest.raises(ValueError):
         plot_training({}, [("loss", "loss", 1)])
+
+
+def test_run_folders_are_shown_whole(monkeypatch, tmp_path):
+    import IPython.display
+
+    monkeypatch.setenv("RTSSEG_RUNS", str(tmp_path))
+    long = tmp_path / "cpu" / "pretrain" / "vit_small64_seed0" / ("a" * 60)  # longer than pandas' 50 characters
+    runs = {("vit_small64", 0): long}
+    table = C.run_folder_table(runs)
+    assert list(table.index) == ["vit_small64 seed 0"] and table.iloc[0, 0].endswith("a" * 60)
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj._repr_html_()))
+    C.show_run_folders(runs)
+    assert "a" * 60 in shown[0] and "..." not in shown[0]

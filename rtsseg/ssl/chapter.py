@@ -268,11 +268,34 @@ def dino_result_texts(histories: Mapping[Key, pd.DataFrame], backbone: str, flop
     }
 
 
+def run_folder_table(runs: Mapping[Key, Path]) -> pd.DataFrame:
+    """The run folder of every (backbone, seed) a training chapter trained, relative to the runs root
+    (``rtsseg.glue.rel``): one row "<backbone> seed <seed>", column "run folder"."""
+    from rtsseg.glue import rel
+
+    return pd.DataFrame({"run folder": {f"{b} seed {s}": rel(run) for (b, s), run in runs.items()}})
+
+
+def show_run_folders(runs: Mapping[Key, Path]) -> None:
+    """Display :func:`run_folder_table` with whole folder names (pandas cuts a cell at 50 characters, and a folder
+    name cut short names no run)."""
+    from IPython.display import display
+
+    with pd.option_context("display.max_colwidth", None):  # the HTML is rendered inside display, so inside this
+        display(run_folder_table(runs))
+
+
+def dino_trained(finding) -> bool:
+    """The rule for "DINO trained at its budget": its teacher's k-NN top-1 minus its random init (chapter 3's finding,
+    paired by seed) lies above 0. Chapter 3's sentence and the landing page (``rtsseg.bookpages``) both ask this."""
+    return finding.verdict == "above"
+
+
 def dino_budget_verdict(finding) -> str:
     """Whether DINO was trained at this budget, from its k-NN finding (teacher minus random init, paired by seed):
     trained only where the interval lies above 0. Otherwise the later chapters' DINO rows are a second untrained
     baseline, not DINO, and the book draws no DINO − Barlow Twins comparison (the landing page drops it)."""
-    if finding.verdict == "above":
+    if dino_trained(finding):
         return ("DINO is trained at this budget: its teacher's k-NN top-1 lies above its random initialisation "
                 "(the interval above 0), so the later chapters compare its attention maps with Barlow Twins'.")
     return ("DINO is not trained at this budget: its teacher's k-NN top-1 is not above its random initialisation "
