@@ -45,6 +45,11 @@ backbones = ["vit_small64", "swin_small64", "botnet_small"]
 seeds = [0, 1, 2]  # seeds of the main backbone
 other_seeds = [0]  # seeds of the other backbones
 inits = ["random", "supervised", "barlow twins", "dino", "attention-supervised"]
+# published weights as extra initialisations, "<checkpoint>/<backbone>" (rtsseg.models.published), each beside
+# a random init of its backbone: dino/vit_s16, dino/vit_s8, dino/vit_s8_64, barlow twins/botnet50 (not resnet50:
+# no attention). Known semantic attention (DINO): an anchor for the excess. [] in the book (no network here)
+published = []
+published_dir = None  # a folder with the official files (dino_deitsmall8_pretrain.pth, resnet50.pth); None: download
 image_size = 64
 n_val_images = 2000  # Tiny-ImageNet val images with a box (evenly spaced over the split)
 n_train_boxes = 2000  # Tiny-ImageNet train boxes the mean-object map is fitted on
@@ -69,7 +74,7 @@ from rtsseg.attention.groundtruth import box_area_fraction, camvid_frames, tiny_
 from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data import camvid
 from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
-from rtsseg.experiments import cache_dir, iter_models, model_runs
+from rtsseg.experiments import cache_dir, iter_models, model_runs, published_backbones, published_inits
 from rtsseg.findings import findings_paragraph, save_findings
 from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
 from rtsseg.report import RunRecord, notebook_params, save_results
@@ -123,7 +128,8 @@ glue_table("tbl_attn_gt", A.ground_truth_table(sets))
 
 # %%
 maps, missing = {}, []
-for backbone, init, seed, model in iter_models(profile, runs, inits, image_size, missing, default_device(), record):
+for backbone, init, seed, model in iter_models(profile, runs, inits, image_size, missing, default_device(), record,
+                                               published, published_dir, need_attention=True):
     for name, s in (("tin", tin), ("cam", cam)):
         maps.setdefault((backbone, init, name), []).append(capture_maps(model, s.images, progress=False))
 if missing:
@@ -147,8 +153,9 @@ def run_maps(backbone, init, gt):
 # and against the other images'; the excess is their difference, with its 95 % interval.
 
 # %%
-results, paired = A.score_all(sets, run_maps, backbones, inits, main_backbone, fit_gts, grid, planted_snr,
-                               n_perm, n_boot, boot_seed)
+rows_backbones = list(dict.fromkeys(backbones + published_backbones(published)))
+results, paired = A.score_all(sets, run_maps, rows_backbones, inits + published_inits(published), main_backbone,
+                               fit_gts, grid, planted_snr, n_perm, n_boot, boot_seed)
 table = A.results_table(results)
 save_results(profile, "attention_object_specific", table)
 for i, gt in enumerate(sets):

@@ -27,6 +27,11 @@ main_backbone = "vit_small64"  # the main attention backbone: every seed in `see
 backbones = ["vit_small64", "swin_small64", "botnet_small"]
 seeds = [0, 1, 2]  # seeds of the main backbone (as trained in chapters 2-4)
 other_seeds = [0]  # seeds of the other backbones
+# published weights as extra initialisations, "<checkpoint>/<backbone>" (rtsseg.models.published), each beside a
+# random init of its backbone: dino/vit_s16, dino/vit_s8, dino/vit_s8_64, barlow twins/resnet50, barlow
+# twins/botnet50. [] in the book (no network here)
+published = []
+published_dir = None  # a folder with the official files (dino_deitsmall8_pretrain.pth, resnet50.pth); None: download
 image_size = 64
 train_per_class = 20  # labelled train images per class for k-NN / linear
 val_per_class = 10  # val images per class scored
@@ -40,7 +45,7 @@ from rtsseg.analysis import chapter6 as E
 from rtsseg.analysis.embeddings import extract_embeddings
 from rtsseg.config import data_root as resolve_data_root, default_device
 from rtsseg.data.tinyimagenet import load_tensors, per_class_indices, tinyimagenet_root
-from rtsseg.experiments import INITS, cache_dir, iter_models, model_runs
+from rtsseg.experiments import INITS, cache_dir, iter_models, model_runs, published_inits
 from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
 from rtsseg.report import RunRecord, notebook_params, save_results
 
@@ -68,13 +73,14 @@ glue_result("emb_chance", 100 / num_classes, ".2g")
 
 # %%
 rows, feats, missing = [], {}, []
-for backbone, init, seed, model in iter_models(profile, runs_of, INITS, image_size, missing, device, record):
+for backbone, init, seed, model in iter_models(profile, runs_of, INITS, image_size, missing, device, record,
+                                               published, published_dir):
     x_tr = extract_embeddings(model, train.images[tr], input_size=image_size, device=device)
     x_va = feats[backbone, init, seed] = extract_embeddings(model, val.images[va], input_size=image_size, device=device)
     rows.append({"backbone": backbone, "init": init, "seed": seed,
                  **E.probe_scores(x_tr, train.labels[tr], x_va, val.labels[va], num_classes, linear_epochs, seed)})
 scores = pd.DataFrame(rows)
-inits, tables = E.score_tables(scores, INITS)
+inits, tables = E.score_tables(scores, INITS + published_inits(published))
 save_results(profile, "embeddings", pd.concat(tables, axis=1))
 glue_table("tbl_emb_knn", tables["k-NN"])
 glue_table("tbl_emb_linear", tables["linear"])

@@ -53,6 +53,11 @@ backbones = ["vit_small64", "botnet_small"]
 seeds = [0, 1, 2]  # seeds of the main backbone
 other_seeds = [0]  # seeds of the other backbones
 inits = None  # None: random / supervised / barlow twins / dino; e.g. ["random"]
+# published weights as extra cells, "<checkpoint>/<backbone>" (rtsseg.models.published), each beside a random init
+# of its backbone: dino/vit_s16, dino/vit_s8, dino/vit_s8_64, barlow twins/botnet50 (not resnet50: no attention).
+# [] in the book (no network here)
+published = []
+published_dir = None  # a folder with the official files (dino_deitsmall8_pretrain.pth, resnet50.pth); None: download
 image_size = 64  # the backbones' input size in pretraining
 input_size = [96, 128]  # network input (h, w) for segmentation (CamVid's 3:4 aspect)
 max_train = 96  # fit images (evenly spaced over train minus the held-out block); None: all
@@ -91,7 +96,7 @@ from functools import partial
 from rtsseg.analysis.attention import excess_result  # chapter 5's object-specific score
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root, default_device
-from rtsseg.experiments import INITS, iter_models, load_backbone  # random / supervised / barlow twins / dino
+from rtsseg.experiments import INITS, iter_models, load_backbone, model_runs, published_cells  # INITS: random / supervised / barlow twins / dino
 from rtsseg.findings import save_findings
 from rtsseg.profiles import run_dir
 from rtsseg.report import RunRecord, notebook_params, save_results
@@ -102,7 +107,8 @@ params = notebook_params(globals(), "07_segmentation")
 record = RunRecord("07_segmentation", params)
 figure_style()
 put = ch.publisher(glue_result, glue_table, glue_figure, partial(save_results, profile), display)
-setup, glued = ch.prepare(resolve_data_root(data_root), default_device(), INITS, **params)
+extra = published_cells(published, model_runs(backbones, main_backbone, seeds, other_seeds), inits or INITS)
+setup, glued = ch.prepare(resolve_data_root(data_root), default_device(), INITS, extra_cells=extra, **params)
 put(glued);
 
 # %% [markdown]
@@ -119,7 +125,8 @@ put(glued);
 # a backbone x initialisation x seed without a trained run (e.g. DINO, trained on the main backbone only in the
 # cpu profile) is skipped and listed here
 missing = []
-models = iter_models(profile, setup.runs, setup.inits, image_size, missing, setup.device, record)
+models = iter_models(profile, setup.runs, setup.inits, image_size, missing, setup.device, record, published,
+                     published_dir, need_attention=True)
 grid = ch.run_grid(models, setup, run_dir(profile, "segmentation", "cache"),
                    lambda *k: run_dir(profile, "segmentation", "runs", *k), missing, **params)
 put(ch.grid_section(grid, setup, dataset));

@@ -129,7 +129,9 @@ def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size:
 
 
 __all__ = ["INITS", "CONTROL_INITS", "ALL_INITS", "TRAINED", "run_parent", "pretrain_dir", "dino_dir", "supervised_dir",
-           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "trained_run", "load_backbone"]
+           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "trained_run", "load_backbone",
+           "model_runs", "iter_models", "PUBLISHED_PREFIX", "OFFICIAL_FILES", "published_entries", "published_inits",
+           "published_backbones", "published_cells", "iter_published", "family_value"]
 
 
 def model_runs(backbones: list[str], main_backbone: str, seeds: list[int], other_seeds: list[int]) -> list[tuple[str, int]]:
@@ -139,19 +141,114 @@ def model_runs(backbones: list[str], main_backbone: str, seeds: list[int], other
 
 
 def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], image_size: int, missing: list,
-                device="cpu", record=None):
+                device="cpu", record=None, published=(), published_dir=None, need_attention: bool = False):
     """Yield ``(backbone, init, seed, model)`` for every run x initialisation whose checkpoint exists (a random
     init always does), in eval mode on ``device``; append ``(backbone, init, seed, why)`` to ``missing`` for one
     whose step has not run yet, so a chapter shows what it has and names what it lacks. ``record`` (the
-    chapter's :class:`rtsseg.report.RunRecord`) is told every run analysed."""
+    chapter's :class:`rtsseg.report.RunRecord`) is told every run analysed. Then the ``published`` weights
+    (:func:`iter_published`; ``inits`` may name their ``"published ..."`` inits for ordering, they are served
+    there)."""
     for backbone, seed in runs:
         for init in inits:
+            if init.startswith(PUBLISHED_PREFIX):
+                continue
             try:
                 model = load_backbone(profile, backbone, init, seed, image_size, device, record)
             except (FileNotFoundError, ValueError) as err:
                 missing.append((backbone, init, seed, _why_missing(err)))
                 continue
             yield backbone, init, seed, model
+    yield from iter_published(profile, published_cells(published, runs, inits), image_size, missing, published_dir,
+                              device, record, need_attention)
+
+
+# ---- published weights as extra initialisations (issue: the Colab edition) -----------------------------------
+
+#: Init label of published weights: "published dino", "published barlow twins" (rtsseg.models.published.PUBLISHED).
+PUBLISHED_PREFIX = "published "
+#: (checkpoint, backbone) -> the official file's name, looked up in the chapters' ``published_dir`` (offline:
+#: a local copy in the official layout); without ``published_dir`` the weights are downloaded (Colab).
+OFFICIAL_FILES = {("dino", "vit_s16"): "dino_deitsmall16_pretrain.pth", ("dino", "vit_s8"): "dino_deitsmall8_pretrain.pth",
+                  ("dino", "vit_s8_64"): "dino_deitsmall8_pretrain.pth", ("barlow twins", "resnet50"): "resnet50.pth",
+                  ("barlow twins", "botnet50"): "resnet50.pth"}
+
+
+def published_entries(published) -> list[tuple[str, str, str]]:
+    """``(checkpoint, backbone, init)`` of each ``"<checkpoint>/<backbone>"`` entry of the analysis chapters'
+    ``published`` parameter (e.g. ``"dino/vit_s8_64"`` -> ``("dino", "vit_s8_64", "published dino")``); an entry
+    that names no published checkpoint of that backbone is one error listing the choices."""
+    from rtsseg.models.published import PUBLISHED
+
+    out = []
+    for entry in published:
+        checkpoint, sep, backbone = str(entry).partition("/")
+        if not sep or checkpoint not in PUBLISHED or backbone not in PUBLISHED[checkpoint].backbones:
+            choices = [f"{k}/{b}" for k, spec in PUBLISHED.items() for b in spec.backbones]
+            raise ValueError(f"parameter published: {entry!r} is not a published checkpoint of a backbone. "
+                             f"Fix: use entries of {choices}")
+        out.append((checkpoint, backbone, PUBLISHED_PREFIX + checkpoint))
+    return out
+
+
+def published_inits(published) -> list[str]:
+    """The init labels of ``published`` (chapter tables order their rows by init), once each."""
+    return list(dict.fromkeys(init for _, _, init in published_entries(published)))
+
+
+def published_backbones(published) -> list[str]:
+    """The backbones of ``published``, once each."""
+    return list(dict.fromkeys(backbone for _, backbone, _ in published_entries(published)))
+
+
+def published_cells(published, runs=(), inits=("random",)) -> list[tuple[str, str]]:
+    """The (backbone, init) cells :func:`iter_models` adds for ``published`` beside the trained ``runs`` x
+    ``inits``: per published backbone its random init (unless ``runs`` x ``inits`` has it), then its
+    checkpoints."""
+    have_random = {b for b, _ in runs} if "random" in inits else set()
+    cells = []
+    for backbone in published_backbones(published):
+        cells += [(backbone, "random")] if backbone not in have_random else []
+        cells += [(b, init) for _, b, init in published_entries(published) if b == backbone]
+    return cells
+
+
+def _file_source(path: Path) -> str:
+    import hashlib
+
+    return f"{path.name} sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+
+
+def iter_published(profile: str, cells, image_size: int, missing: list, published_dir=None, device="cpu",
+                   record=None, need_attention: bool = False):
+    """Yield ``(backbone, init, 0, model)`` for the ``cells`` of :func:`published_cells`, in eval mode on
+    ``device``: a random init (seed 0: the null the published weights are read against), or a published
+    checkpoint (:func:`rtsseg.models.published.published_backbone`: from ``published_dir`` / the official file
+    name when given, else downloaded). A checkpoint that cannot be had (no network, no file) is appended to
+    ``missing`` with why; with ``need_attention`` (the attention and decoder chapters) a backbone without
+    attention layers is refused. ``record`` is told the source of each (a file with its sha256)."""
+    from rtsseg.config import seed_everything
+    from rtsseg.errors import DataError
+    from rtsseg.models.published import published_backbone
+
+    for backbone, init in cells:
+        if init == "random":
+            yield backbone, init, 0, load_backbone(profile, backbone, "random", 0, image_size, device)
+            continue
+        checkpoint = init.removeprefix(PUBLISHED_PREFIX)
+        path = Path(published_dir) / OFFICIAL_FILES[checkpoint, backbone] if published_dir else None
+        try:
+            seed_everything(0)  # what the weights leave at init (BoTNet's MHSA) is seed 0's
+            model, report = published_backbone(checkpoint, backbone, path, img_size=image_size)
+        except DataError as err:  # a table cell: the problem and the file's name (no absolute path)
+            missing.append((backbone, init, 0, f"{err.problem}: {Path(str(err.path)).name}"))
+            continue
+        if need_attention and not model.attention_layers():
+            raise ValueError(f"parameter published: {backbone} has no attention layers, and this chapter measures "
+                             f"attention. Fix: drop '{checkpoint}/{backbone}' here (chapter 6 takes it), or use "
+                             f"botnet50 (the same weights, MHSA in layer4)")
+        if record is not None:
+            record.published(init, backbone, _file_source(path) if path else report.source)
+        yield backbone, init, 0, model.eval().to(device)
 
 
 def _why_missing(err: Exception) -> str:

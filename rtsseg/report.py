@@ -242,7 +242,8 @@ def _conform(value, hint) -> tuple[bool, object]:
     return True, value
 
 
-#: Glue name of a chapter's runs (``{"trained": {key: identity}, "analysed": {key: identity}}``, JSON): read by
+#: Glue name of a chapter's runs (``{"trained": {key: identity}, "analysed": {key: identity}, "published": {key:
+#: source}}``, JSON): read by
 #: ``rtsseg book`` to refuse a book whose analysis chapters analysed other runs than its training chapters trained.
 RUNS_GLUE = "rtsseg_runs"
 
@@ -285,7 +286,7 @@ class RunRecord:
     step: str
     params: dict
     start: float = field(default_factory=time.time)
-    runs: dict = field(default_factory=lambda: {"trained": {}, "analysed": {}})
+    runs: dict = field(default_factory=lambda: {"trained": {}, "analysed": {}, "published": {}})
     precisions: set = field(default_factory=set)
 
     def trained(self, init: str, backbone: str, seed: int, run_dir) -> None:
@@ -303,6 +304,12 @@ class RunRecord:
 
         self.runs["analysed"][run_key(init, backbone, seed)] = Path(run_dir).name
 
+    def published(self, init: str, backbone: str, source: str) -> None:
+        """This chapter analysed published weights (``rtsseg.experiments.iter_published``) as ``init`` of
+        ``backbone``; ``source`` names them (a file with its sha256, a URL, timm's tag). No training chapter
+        trained them, so ``rtsseg book`` does not compare them with a runs record."""
+        self.runs["published"][run_key(init, backbone, 0)] = source
+
     def finish(self):
         import pandas as pd
 
@@ -310,7 +317,7 @@ class RunRecord:
 
         if self.runs["trained"]:
             write_trained_runs(self.params.get("profile"), self.step, self.runs["trained"])
-        if self.runs["trained"] or self.runs["analysed"]:
+        if any(self.runs.values()):
             glue(RUNS_GLUE, GluedText(json.dumps(self.runs, sort_keys=True)), display=False)
         wall = time.time() - self.start
         row = {
@@ -326,9 +333,10 @@ class RunRecord:
         }
         if self.precisions:
             row["precision"] = ", ".join(sorted(self.precisions))
-        for kind in ("trained", "analysed"):  # the identities themselves are glued (RUNS_GLUE), not shown
+        for kind, label in (("trained", "runs trained"), ("analysed", "runs analysed"),
+                            ("published", "published weights")):  # the identities are glued (RUNS_GLUE), not shown
             if self.runs[kind]:
-                row[f"runs {kind}"] = len(self.runs[kind])
+                row[label] = len(self.runs[kind])
         # one column, one field per row: fits the page (the one-row form was wider than the text column)
         table = pd.DataFrame([row]).set_index("step").T
         table.index.name = "run record"

@@ -55,7 +55,9 @@ def _swin(timm_name: str, name: str) -> Callable[..., Backbone]:
     return build
 
 
-def _resnet50(tag: str | None, **kwargs) -> Backbone:
+def _resnet50(tag: str | None, img_size: int | None = None, **kwargs) -> Backbone:
+    """ResNet-50; ``img_size`` is accepted and unused (a CNN takes any input size; the analysis chapters pass it
+    to every backbone)."""
     from rtsseg.models.resnet import create_resnet50
     if tag == DINO_RESNET50_URL:
         return _with_url(create_resnet50("resnet50", None, **kwargs), tag)

@@ -91,21 +91,30 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + "s" * (n != 1)
 
 
+def runs_of(backbones, main_backbone: str, seeds, other_seeds) -> list[tuple[str, int]]:
+    """(backbone, seed): every seed of the main backbone, ``other_seeds`` of the others."""
+    return [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
+
+
 def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input_size, max_train, max_val,
             holdout_fraction: float, min_gap_frames: int, decoders, attention_loss_weights, backbones,
             main_backbone: str, seeds, other_seeds, inits, lrs, epochs, batch_size, label_stride, patience,
-            embed_dim, fuse_dim, propagation_steps, amp, **_) -> tuple[Setup, Published]:
+            embed_dim, fuse_dim, propagation_steps, amp, extra_cells: Sequence[tuple[str, str]] = (),
+            **_) -> tuple[Setup, Published]:
     """The splits (:func:`rtsseg.seg.experiment.split_datasets`), the grid (variants: every decoder plus
     ``attn_all`` with each attention-loss weight; runs: every seed of the main backbone, ``other_seeds`` of the
-    others; ``inits`` None: ``all_inits``) and the set-up texts of the page. Takes the notebook's parameters
-    by name (``**params``)."""
+    others; ``inits`` None: ``all_inits``; ``extra_cells``: (backbone, init) cells beside that grid, seed 0, e.g.
+    published weights, ``rtsseg.experiments.published_cells``, their inits appended) and the set-up texts of the
+    page. Takes the notebook's parameters by name (``**params``)."""
     from rtsseg.data.camvid import THINGS
 
     sets, names, pre, dropped = ex.split_datasets(dataset, Path(root), input_size, max_train, max_val,
                                                   holdout_fraction, min_gap_frames)
     inits = list(all_inits) if inits is None else list(inits)
+    runs = runs_of(backbones, main_backbone, seeds, other_seeds)
+    n_cells = len(runs) * len(inits) + len(extra_cells)
+    inits += [i for i in dict.fromkeys(i for _, i in extra_cells) if i not in inits]
     variants = [(d, 0.0) for d in decoders] + [("attn_all", w) for w in attention_loss_weights]
-    runs = [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
     fit_kwargs = dict(lrs=lrs, epochs=epochs, batch_size=batch_size, label_stride=label_stride, patience=patience,
                       embed_dim=embed_dim, fuse_dim=fuse_dim, k=propagation_steps, amp=amp, device=device)
     setup = Setup(sets, names, pre, dropped, variants, runs, inits, fit_kwargs,
@@ -114,7 +123,7 @@ def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input
              "seg_n_holdout": (len(sets["holdout"]), ",d"), "seg_n_val": (len(sets["val"]), ",d"),
              "seg_n_dropped": (dropped, ",d"), "seg_min_gap": (min_gap_frames, "d"),
              "seg_n_classes": (len(names), "d"), "seg_input_size": ("×".join(map(str, input_size)), None),
-             "seg_n_variants": (len(variants), "d"), "seg_n_runs": (len(runs) * len(inits), "d"),
+             "seg_n_variants": (len(variants), "d"), "seg_n_runs": (n_cells, "d"),
              "seg_main_backbone": (main_backbone, None), "seg_seeds_main": (plural(len(seeds), "seed"), None),
              "seg_seeds_other": (plural(len(other_seeds), "seed"), None)}
     return setup, Published(texts=texts)
