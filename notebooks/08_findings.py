@@ -67,8 +67,9 @@ glue_result("budget_profile", profile)
 # ```{glue:figure} tbl_budget
 # :name: tbl-budget
 #
-# Compute budget of this edition: one row per executed chapter (wall time of the whole notebook, the seeds it
-# ran, the commit it ran from, the machine and torch version).
+# Compute budget of this edition: one row per executed chapter (wall time of the whole notebook; for a training
+# chapter the time its runs took to train, which its wall time does not hold when it loaded runs finished under
+# the same identity; the seeds it ran, the commit it ran from, the machine and torch version).
 # ```
 #
 # ## Limitations

@@ -264,6 +264,9 @@ def run_records(profile: str, book: Path | None = None) -> list[dict]:
         rows.append({
             "step": path.stem,
             "wall time (min)": round((meta.get("wall_s") or pm.get("duration") or 0.0) / 60, 1),
+            # training chapters: the time their runs took to train (this execution, or the one that trained a run
+            # this one loaded unchanged); None where not recorded
+            "training (min)": round(meta["training_s"] / 60, 1) if "training_s" in meta else None,
             "seeds": _seeds(meta.get("params", {})),
             "backbones": ", ".join(meta.get("params", {}).get("backbones", [])),
             "commit": meta.get("commit", "not recorded"),
@@ -304,10 +307,14 @@ def budget_table(profile: str, book: Path | None = None, exclude: tuple[str, ...
     """The compute budget: each chapter's own run record (from its executed notebook) and their sum."""
     import pandas as pd
 
-    rows = [{k: v for k, v in r.items() if k not in ("backbones", "executed")}
-            for r in run_records(profile, book) if r["step"] not in exclude]
+    records = [r for r in run_records(profile, book) if r["step"] not in exclude]
+    trained = any(r["training (min)"] is not None for r in records)
+    drop = ("backbones", "executed") if trained else ("backbones", "executed", "training (min)")
+    rows = [{k: ("–" if v is None else v) for k, v in r.items() if k not in drop} for r in records]
     table = pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame(columns=["wall time (min)"])
     total = {c: "" for c in table.columns}
     total["wall time (min)"] = round(float(table["wall time (min)"].sum()), 1) if rows else 0.0
+    if trained:
+        total["training (min)"] = round(sum(r["training (min)"] or 0.0 for r in records), 1)
     table.loc["total"] = total
     return table

@@ -356,12 +356,17 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
     commits = sorted({r["commit"] for r in records}) or ["none"]
     torch_v = sorted({r["torch"] for r in records}) or ["none"]
     total = sum(r["wall time (min)"] for r in records)
+    training = [r["training (min)"] for r in records if r.get("training (min)") is not None]
+    trained = (f"; its training runs took {sum(training):.0f} min to train (a run whose identity is unchanged is "
+               "loaded, not trained again)" if training else
+               "; training chapters load a run whose identity is unchanged instead of training it again (the "
+               "time each run took is in its history)")
     backbones = sorted({b.strip() for r in records for b in r.get("backbones", "").split(",") if b.strip()})
     expected = sorted(set(GLUE_NAMES) - set(found))
     lines = [
         "```{admonition} This edition",
         ":class: note",
-        f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed, {total:.0f} min of compute in all",
+        f"- **Profile** `{profile}`: {len(ran)} of {len(STEPS)} chapters executed in {total:.0f} min{trained}",
         f"  (per chapter in {{doc}}`/book/{profile}/08_findings`)"
         + (f"; backbones {', '.join(backbones)}." if backbones else "; backbones as in each chapter's parameters."),
         ("- **Scale** {{ glue:n_tin_train }} Tiny-ImageNet images of {{ glue:n_tin_classes }} classes for pretraining;"

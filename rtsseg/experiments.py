@@ -213,9 +213,14 @@ def published_cells(published, runs=(), inits=("random",)) -> list[tuple[str, st
 
 
 def _file_source(path: Path) -> str:
+    """``"<name> sha256 <12 hex>"``: which published file a chapter read (chunks: the files are 0.1-0.3 GB)."""
     import hashlib
 
-    return f"{path.name} sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return f"{path.name} sha256 {h.hexdigest()[:12]}"
 
 
 def iter_published(profile: str, cells, image_size: int, missing: list, published_dir=None, device="cpu",
@@ -228,8 +233,15 @@ def iter_published(profile: str, cells, image_size: int, missing: list, publishe
     attention layers is refused. ``record`` is told the source of each (a file with its sha256)."""
     from rtsseg.config import seed_everything
     from rtsseg.errors import DataError
+    from rtsseg.models import build_backbone
     from rtsseg.models.published import published_backbone
 
+    for backbone in dict.fromkeys(b for b, init in cells if need_attention and init != "random"):
+        if not build_backbone(backbone).attention_layers():  # before any download
+            checkpoint = next(i for b, i in cells if b == backbone and i != "random").removeprefix(PUBLISHED_PREFIX)
+            raise ValueError(f"parameter published: {backbone} has no attention layers, and this chapter measures "
+                             f"attention. Fix: drop '{checkpoint}/{backbone}' here (chapter 6 takes it), or use "
+                             f"botnet50 (the same weights, MHSA in layer4)")
     for backbone, init in cells:
         if init == "random":
             yield backbone, init, 0, load_backbone(profile, backbone, "random", 0, image_size, device)
@@ -242,10 +254,6 @@ def iter_published(profile: str, cells, image_size: int, missing: list, publishe
         except DataError as err:  # a table cell: the problem and the file's name (no absolute path)
             missing.append((backbone, init, 0, f"{err.problem}: {Path(str(err.path)).name}"))
             continue
-        if need_attention and not model.attention_layers():
-            raise ValueError(f"parameter published: {backbone} has no attention layers, and this chapter measures "
-                             f"attention. Fix: drop '{checkpoint}/{backbone}' here (chapter 6 takes it), or use "
-                             f"botnet50 (the same weights, MHSA in layer4)")
         if record is not None:
             record.published(init, backbone, _file_source(path) if path else report.source)
         yield backbone, init, 0, model.eval().to(device)

@@ -259,6 +259,9 @@ def run_step(profile: str, step: Step, overrides: dict | None = None, force: boo
     values = {**declared, **params}
     executed.metadata["rtsseg"] = {"fingerprint": fp, "profile": profile, "params": values, "injected": params,
                                    "wall_s": round(wall, 1), "upstream": upstream or {}}
+    trained = _glued_runs(executed).get("trained") or {}
+    if trained:  # a run found finished under the same identity is loaded, not trained again: its time is here
+        executed.metadata["rtsseg"]["training_s"] = round(training_seconds(profile, trained), 1)
     prepare_for_book(executed, values)  # hidden code, parameters table, Colab cell, provenance (rtsseg/book.py)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".ipynb.tmp")
@@ -408,11 +411,35 @@ def _book_runs(profile: str, name: str) -> dict | None:
     (a chapter that trains and analyses nothing, or one executed before chapters recorded their runs)."""
     import nbformat
 
+    path = executed_notebook(profile, name)
+    return _glued_runs(nbformat.read(path, as_version=4)) or None if path.is_file() else None
+
+
+def _glued_runs(nb) -> dict:
     from rtsseg.glue import glued_json
     from rtsseg.report import RUNS_GLUE
 
-    path = executed_notebook(profile, name)
-    return glued_json(nbformat.read(path, as_version=4), RUNS_GLUE) if path.is_file() else None
+    return glued_json(nb, RUNS_GLUE) or {}
+
+
+def training_seconds(profile: str, trained: dict) -> float:
+    """Seconds the runs ``trained`` (``{run key: identity}``, a training chapter's runs record) took to train: the
+    last ``wall_s`` of each run's history.csv (resumes included), whether this execution trained them or found
+    them finished under the same identity and loaded them."""
+    import csv
+
+    from rtsseg.experiments import run_parent
+
+    total = 0.0
+    for key, ident in trained.items():
+        init, backbone, seed = key.rsplit("/", 2)
+        history = run_parent(profile, init, backbone, int(seed)) / ident / "history.csv"
+        if not history.is_file():
+            raise FileNotFoundError(f"{history}: the run {key} has no history. Fix: train it again (rtsseg run)")
+        with open(history, newline="") as f:
+            rows = list(csv.DictReader(f))
+        total += float(rows[-1]["wall_s"]) if rows else 0.0
+    return total
 
 
 def restore_trained_runs(profile: str, name: str) -> None:

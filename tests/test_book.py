@@ -137,6 +137,20 @@ def test_budget_table_sums_run_records(tmp_path):
     assert {"commit", "device", "torch"} <= set(t.columns)
 
 
+def test_budget_table_shows_the_training_time_of_loaded_runs(tmp_path):
+    bk = tmp_path / "book"
+    for step, meta in [("01_data", {"wall_s": 60}), ("02_pretrain_barlow_twins", {"wall_s": 30, "training_s": 1800}),
+                       ("04_supervised_baseline", {"wall_s": 24, "training_s": 1206})]:
+        _glued_notebook(bk / "cpu" / f"{step}.ipynb", [], {**meta, "commit": "abc", "device": "CPU x2",
+                                                           "torch": "2.x", "params": {}})
+    t = book.budget_table("cpu", bk)
+    assert t.loc["01_data", "training (min)"] == "–" and t.loc["02_pretrain_barlow_twins", "training (min)"] == 30.0
+    assert t.loc["total", "training (min)"] == 50.1 and t.loc["total", "wall time (min)"] == 1.9
+    (bk / "index.template.md").write_text("{{ status }}\n")
+    text = bookpages.write_index("cpu", bk).read_text()
+    assert "executed in 2 min; its training runs took 50 min to train" in text
+
+
 def test_glue_matches_myst_nb():
     """Our copy of myst_nb.glue writes outputs that myst-nb's own reader extracts."""
     from IPython.core.interactiveshell import InteractiveShell

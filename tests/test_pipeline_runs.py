@@ -194,3 +194,19 @@ def test_book_refuses_chapters_older_than_their_upstream(tmp_path, monkeypatch):
 def test_only_the_cpu_book_goes_to_book_build(runs):
     assert pipeline.book_output("cpu") == pipeline.BOOK
     assert pipeline.book_output("smoke") == runs / "smoke" / "book"
+
+
+def test_training_seconds_sum_the_histories_of_the_runs_a_chapter_names(runs):
+    """A training chapter that loads runs finished under the same identity runs in seconds; the time those runs
+    took to train (the last wall_s of each history, resumes included) is what the compute budget shows beside it."""
+    from rtsseg.experiments import run_parent
+
+    for (init, backbone, seed), walls in {("barlow twins", "vit_small64", 0): [0.0, 600.5, 1200.0],
+                                          ("attention-supervised", "vit_small64", 1): [5.0, 300.0]}.items():
+        folder = run_parent("cpu", init, backbone, seed) / "abc123"
+        folder.mkdir(parents=True)
+        (folder / "history.csv").write_text("epoch,step,wall_s\n" + "".join(f"{i},{i},{w}\n" for i, w in enumerate(walls)))
+    trained = {"barlow twins/vit_small64/0": "abc123", "attention-supervised/vit_small64/1": "abc123"}
+    assert pipeline.training_seconds("cpu", trained) == 1500.0
+    with pytest.raises(FileNotFoundError, match="supervised/vit_small64/0 has no history. Fix: train it again"):
+        pipeline.training_seconds("cpu", {"supervised/vit_small64/0": "gone"})
