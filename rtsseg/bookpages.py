@@ -359,8 +359,8 @@ def status_box(profile: str, records: list[dict], found: dict[str, str]) -> str:
     training = [r["training (min)"] for r in records if r.get("training (min)") is not None]
     trained = (f"; its training runs took {sum(training):.0f} min to train (a run whose identity is unchanged is "
                "loaded, not trained again)" if training else
-               "; training chapters load a run whose identity is unchanged instead of training it again (the "
-               "time each run took is in its history)")
+               "; their training time is not recorded apart in this execution (a training chapter that finds a "
+               "run finished under the same identity loads it instead of training it again)")
     backbones = sorted({b.strip() for r in records for b in r.get("backbones", "").split(",") if b.strip()})
     expected = sorted(set(GLUE_NAMES) - set(found))
     lines = [
