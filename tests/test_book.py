@@ -115,6 +115,7 @@ def test_index_writes_glue_or_not_run(tmp_path):
     assert f"control {book.NOT_RUN}." in text
     assert "```{glue} attn_grid\n:doc: /book/smoke/05_attention_maps.ipynb\n```" in text
     assert "Profile** `smoke`: 1 of" in text and "CPU x2" in text and "`abc`" in text
+    assert "training time is not recorded apart in this execution" in text  # no chapter recorded training_s
     assert "{{" not in text
 
 
