@@ -68,7 +68,8 @@ def test_restart_retrains_the_same_folder(tmp_path: Path):
 
 
 def test_bad_config_fails_fast_naming_the_parameter(tmp_path: Path):
-    for field, value in (("epochs", 0), ("optimizer", "sgd"), ("amp", "fast"), ("warmup_epochs", -1.0)):
+    for field, value in (("epochs", 0), ("optimizer", "sgd"), ("amp", "fast"), ("warmup_epochs", -1.0),
+                         ("compile", "fast"), ("sync_every_steps", 0)):
         with pytest.raises(ValueError, match=field):
             pretrain(_cfg(tmp_path, **{field: value}))
     assert not any(tmp_path.iterdir())  # nothing written

@@ -19,14 +19,15 @@ class ToyConfig:  # the fields the engine reads, and the toy's own (n, dim, lr)
     backbone: str = "toy"; n: int = 48; dim: int = 5; epochs: int = 2; batch_size: int = 8; lr: float = 0.1  # noqa: E702
     seed: int = 0; amp: str = "none"; run_parent: str | None = None; device: str | None = "cpu"  # noqa: E702
     num_threads: int | None = 1; save_every_steps: int = 0; restart: bool = False; progress: bool = False  # noqa: E702
-    fault_at_step: int | None = None
+    fault_at_step: int | None = None; compile: str = "none"; sync_every_steps: int = 1  # noqa: E702
 
 
 @register_method("toy")
 class ToyMethod(Method):
     """Least squares by SGD (the engine's test method)"""
 
-    config_class, step_fields, history_fields = ToyConfig, ["lr"], ["epoch", "step", "train_loss", "mse", "wall_s"]
+    config_class, step_fields = ToyConfig, ["lr", "abs_err"]  # a Python float and a tensor the engine reads back
+    history_fields = ["epoch", "step", "train_loss", "mse", "wall_s"]
     code_modules = ()  # its source is not a package module: the engine's code only
 
     def run_parent(self) -> Path:
@@ -50,7 +51,8 @@ class ToyMethod(Method):
         return torch.optim.SGD(self.backbone.parameters(), lr=self.cfg.lr, momentum=0.9)
 
     def training_step(self, model, idx, step, ctx):
-        return ((model(self.x[idx]).squeeze(1) - self.y[idx]) ** 2).mean(), {"lr": self.cfg.lr}
+        err = model(self.x[idx]).squeeze(1) - self.y[idx]  # [B]
+        return (err**2).mean(), {"lr": self.cfg.lr, "abs_err": err.detach().abs().mean()}
 
     def validate(self, epoch, step, ctx) -> dict:
         with torch.no_grad():

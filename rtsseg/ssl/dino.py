@@ -136,7 +136,8 @@ class DINOLoss(nn.Module):
 
     Call ``loss(student_output [n_crops * B, K], teacher_output [2 * B, K], epoch)``; the outputs are
     laid out crop-major (as :class:`MultiCropWrapper` returns them). After the call ``last_stats``
-    holds the collapse monitors of the paper's Fig. 7 (detached floats): ``teacher_entropy`` (mean
+    holds the collapse monitors of the paper's Fig. 7 (detached 0-dim tensors, not read back: the training step
+    does not wait for the device; ``teacher_temp`` a float): ``teacher_entropy`` (mean
     entropy of P_t, nats; log K = uniform collapse, 0 = one-hot collapse) and ``kl`` (mean
     KL(P_t || P_s) over the same pairs as the loss; 0 = the student matches, e.g. a collapsed teacher).
     """
@@ -159,7 +160,7 @@ class DINOLoss(nn.Module):
         self.student_temp, self.center_momentum = student_temp, center_momentum
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.teacher_temps = teacher_temp_schedule(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, nepochs)
-        self.last_stats: dict[str, float] = {}
+        self.last_stats: dict[str, torch.Tensor | float] = {}
 
     def teacher_temp_at(self, epoch: int) -> float:
         return float(self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)])
@@ -187,8 +188,7 @@ class DINOLoss(nn.Module):
             p = torch.cat(teacher_p)  # [2B, K]
             entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean()
             # every teacher crop is paired with ncrops - 1 student crops, so the pair-mean of H(P_t) is its mean
-            self.last_stats = {"teacher_entropy": float(entropy), "kl": float(loss.detach() - entropy),
-                               "teacher_temp": temp}
+            self.last_stats = {"teacher_entropy": entropy, "kl": loss.detach() - entropy, "teacher_temp": temp}
         self.update_center(teacher_output)
         return loss
 
@@ -196,7 +196,7 @@ class DINOLoss(nn.Module):
     def update_center(self, teacher_output: torch.Tensor) -> None:
         """center <- m * center + (1 - m) * mean of the teacher outputs over the global batch."""
         batch_center = teacher_output.detach().float().sum(dim=0, keepdim=True)  # [1, K]
-        n = torch.tensor([teacher_output.shape[0]], dtype=torch.float32, device=teacher_output.device)
+        n = batch_center.new_full((1,), teacher_output.shape[0])  # filled on the device: no host-to-device copy
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(batch_center)
             dist.all_reduce(n)
@@ -216,17 +216,19 @@ def ema_update(student: nn.Module, teacher: nn.Module, momentum: float) -> None:
     torch._foreach_add_(t_params, s_params, alpha=1 - momentum)
 
 
-def clip_gradients(model: nn.Module, clip: float) -> list[float]:
+@torch.no_grad()
+def clip_gradients(model: nn.Module, clip: float) -> torch.Tensor:
     """Official DINO clipping: each parameter's gradient is scaled to norm <= ``clip`` on its own
-    (not the global norm of ``clip_grad_norm_``). Returns the per-parameter norms before clipping."""
-    norms = []
-    for p in model.parameters():
-        if p.grad is not None:
-            norm = p.grad.detach().norm(2)
-            norms.append(float(norm))
-            coef = clip / (norm + 1e-6)
-            if coef < 1:
-                p.grad.mul_(coef)
+    (not the global norm of ``clip_grad_norm_``). Returns the per-parameter norms before clipping, float
+    [parameters with a gradient] on their device: multi-tensor ops and no read-back, so the step does not wait
+    for the device (the official loop's ``if clip_coef < 1`` would)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(0)
+    norms = torch.stack(torch._foreach_norm(grads))  # [n]
+    coef = clip / (norms + 1e-6)  # [n]
+    coef = torch.where(coef < 1, coef, torch.ones_like(coef))  # the official branch: gradients within clip untouched
+    torch._foreach_mul_(grads, list(coef.unbind()))
     return norms
 
 

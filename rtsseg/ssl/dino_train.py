@@ -36,7 +36,7 @@ from rtsseg.ssl.dino import (DINOHead, DINOLoss, MultiCropWrapper, cancel_gradie
 from rtsseg.ssl.dino_augment import CropSpec, DinoMultiCrop, default_crops
 from rtsseg.ssl.dino_schedule import momentum_schedule, teacher_momentum_base, warmup_steps
 from rtsseg.ssl.engine import NonFiniteLossError, fit
-from rtsseg.ssl.method import OPERATIONAL_FIELDS, Context, Method, register_method, schedule_value
+from rtsseg.ssl.method import OPERATIONAL_FIELDS, Context, Method, adamw, register_method, schedule_value
 from rtsseg.ssl.pretrain_data import DATA_CODE, UnlabelledImages
 
 HISTORY_FIELDS = [
@@ -95,6 +95,7 @@ class DinoConfig:
     synthetic_classes: int = 4
     seed: int = 0
     amp: str = "auto"
+    compile: str = "none"  # "none" | torch.compile mode "default", "reduce-overhead" (+ CUDA graphs), "max-autotune"
     # operational (not part of the run identity)
     run_parent: str | None = None  # runs go to <run_parent>/<identity>; default runs_root()/dino/<backbone>
     device: str | None = None
@@ -103,6 +104,7 @@ class DinoConfig:
     restart: bool = False
     progress: bool = True
     fault_at_step: int | None = None  # tests: SIGKILL after this step
+    sync_every_steps: int = 1  # read losses and scalars back every this many steps (1: every step)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -183,7 +185,7 @@ class DinoMethod(UnlabelledImages, Method):
         self.lr = cosine_scheduler(cfg.lr * cfg.batch_size / 256, cfg.min_lr, total, warmup_steps(cfg.warmup_epochs, spe))
         self.wd = cosine_scheduler(cfg.weight_decay, cfg.weight_decay_end, total)
         self.momentum = momentum_schedule(base, total)
-        self.optimizer = torch.optim.AdamW(get_params_groups(self.student))  # lr and wd set per step
+        self.optimizer = adamw(get_params_groups(self.student))  # lr and wd set per step; fused on CUDA
         return self.student
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
@@ -202,7 +204,7 @@ class DinoMethod(UnlabelledImages, Method):
                 group["weight_decay"] = float(self.wd[step])
         teacher_output = self.teacher(crops[:2])  # [2n, K]: only the global crops
         loss = self.loss(model(crops), teacher_output, step)  # student [(2 + N) n, K]; the loss in fp32
-        stats = self.loss.last_stats
+        stats = self.loss.last_stats  # 0-dim tensors: the engine reads them back
         return loss, {"teacher_entropy": stats["teacher_entropy"], "kl": stats["kl"], "lr": float(self.lr[step]),
                       "wd": float(self.wd[step]), "momentum": float(self.momentum[step]),
                       "teacher_temp": stats["teacher_temp"]}
@@ -233,7 +235,7 @@ class DinoMethod(UnlabelledImages, Method):
         self.loss.center.copy_(center)
         for m, b in zip((self.student, self.teacher), buffers):
             m.load_state_dict(b, strict=False)
-        out = {"loss": loss.item(), **{k: self.loss.last_stats[k] for k in ("teacher_entropy", "kl")}}
+        out = {"loss": loss.item(), **{k: self.loss.last_stats[k].item() for k in ("teacher_entropy", "kl")}}
         return {k: D.reduce_mean_scalar(v, ctx.device) for k, v in out.items()}
 
     def validate(self, epoch, step, ctx):

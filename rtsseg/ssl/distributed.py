@@ -86,13 +86,11 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return dist_fn.all_reduce(x, op=dist.ReduceOp.SUM)
 
 
-def global_batch_size(n_local: int, device: torch.device | None = None) -> int:
-    """Number of samples in the global batch (sum of the local batch sizes)."""
-    if not is_distributed():
-        return n_local
-    n = torch.tensor([n_local], dtype=torch.int64, device=device)
-    dist.all_reduce(n)
-    return int(n.item())
+def global_batch_size(n_local: int) -> int:
+    """Number of samples in the global batch. Every rank holds an equal share (the engine's ``batch_indices``:
+    batch_size / world_size each, divisibility checked), so ``n_local x world_size``: no all-reduce and no
+    read-back, which would be a host synchronisation in every BatchNorm and loss forward of a DDP step."""
+    return n_local * get_world_size() if is_distributed() else n_local
 
 
 def global_mean_var(x: torch.Tensor, n_global: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +99,7 @@ def global_mean_var(x: torch.Tensor, n_global: int | None = None) -> tuple[torch
     x: [n_local, D] -> (mean [D], var [D]); both differentiable through every rank's samples.
     Two passes (mean, then centred squares) for numerical stability.
     """
-    n = global_batch_size(x.shape[0], x.device) if n_global is None else n_global
+    n = global_batch_size(x.shape[0]) if n_global is None else n_global
     mean = all_reduce_sum(x.sum(dim=0)) / n  # [D]
     var = all_reduce_sum((x - mean).pow(2).sum(dim=0)) / n  # [D]
     return mean, var

@@ -15,8 +15,17 @@ What a run is, for every method (:class:`rtsseg.ssl.method.Method` says what one
   (seed, step, rank), so a resumed run equals an uninterrupted one bit for bit.
 - Precision (:mod:`rtsseg.precision`): the step runs under autocast, the loss is scaled by a GradScaler for fp16.
 - DDP over gloo (CPU) / nccl (CUDA) wraps the module ``Method.build`` returns; rank 0 writes.
-- A non-finite loss stops the run with :class:`NonFiniteLossError` and ``nan_diagnostic.json``; the last good
-  checkpoint stays.
+- Compilation: ``compile`` (a config field, part of the identity: a compiled step may round differently) runs
+  ``torch.compile(model, mode=compile)`` on the module the loop trains (after the DDP wrap); the modules a method
+  checkpoints stay uncompiled, so checkpoint keys never gain ``_orig_mod.``.
+- The loop does not wait for the device: each step's loss and tensor scalars stay there (one stacked copy per
+  step) and are read back together every ``sync_every_steps`` steps (operational; default 1: every step, as
+  before) and before every epoch end and checkpoint. The read-back writes their ``steps.csv`` rows, updates the
+  progress bar and checks the losses; the methods return tensors, not ``.item()`` (:meth:`Method.training_step`).
+- A non-finite loss stops the run with :class:`NonFiniteLossError` and ``nan_diagnostic.json`` naming the first
+  non-finite step; since a read-back precedes every save, no checkpoint covers it and the last good one stays.
+  With ``sync_every_steps`` > 1 the steps up to the read-back have run (at most ``sync_every_steps - 1`` more), so
+  ``parameters_finite`` and the method's :meth:`~rtsseg.ssl.method.Method.diagnose` describe the model there.
 - Outputs: ``checkpoint.pt`` (atomic: the method's state, optimiser, scaler, every rank's RNG, step; at epoch
   ends and every ``save_every_steps``), ``history.csv`` (one row per epoch), ``steps.csv`` (one row per step).
 - Fault hook: ``fault_at_step`` (a config field, operational): SIGKILL after that step (the resume tests).
@@ -25,11 +34,13 @@ What a run is, for every method (:class:`rtsseg.ssl.method.Method` says what one
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +51,7 @@ from rtsseg.precision import autocast, autocast_dtype, grad_scaler, precision_na
 from rtsseg.rundir import Run, open_run
 from rtsseg.sampling import batch_indices, epoch_permutation, step_generator
 from rtsseg.ssl import distributed as D
-from rtsseg.ssl.method import Context, Method, method_class
+from rtsseg.ssl.method import COMPILE_MODES, Context, Method, method_class
 
 TRAIN_DIAGNOSTIC = "nan_diagnostic.json"
 
@@ -57,6 +68,15 @@ def run_config(method: Method, device: torch.device | str) -> dict:
             "data_fingerprint": method.data_fingerprint()}
 
 
+def check_engine_fields(cfg) -> None:
+    """The config fields every method's config has for the engine, checked before anything is written."""
+    if cfg.compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {COMPILE_MODES}, got {cfg.compile!r}")
+    if isinstance(cfg.sync_every_steps, bool) or not isinstance(cfg.sync_every_steps, int) or cfg.sync_every_steps < 1:
+        raise ValueError(f"sync_every_steps must be an integer >= 1 (1: read every step back), got "
+                         f"{cfg.sync_every_steps!r}")
+
+
 def _method(config, method) -> Method:
     if isinstance(method, Method):
         return method
@@ -70,6 +90,7 @@ def fit(config, method: Method | type[Method] | str) -> Path:
     method = _method(config, method)
     if hasattr(config, "validate"):
         config.validate()  # before anything is written: a bad knob names itself
+    check_engine_fields(config)
     info = D.init_from_env(config.device)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -129,6 +150,8 @@ def _fit(cfg, method: Method, run: Run, info: D.DistInfo) -> None:
     if info.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
             module, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    if cfg.compile != "none":  # the module trained, not the ones checkpointed (their keys stay without _orig_mod.)
+        model = torch.compile(model, mode=cfg.compile)
     t0 = time.perf_counter() - wall_offset
 
     def save(step_done: int) -> None:
@@ -156,6 +179,29 @@ def _fit(cfg, method: Method, run: Run, info: D.DistInfo) -> None:
         epoch_end(0, 0)
     step_fields = ["step", "epoch", "loss", *method.step_fields]
     bar = tqdm(total=total, initial=step, desc=method.name, disable=not (cfg.progress and info.is_main))
+    pending: list[_Pending] = []  # steps run and not yet read back
+
+    def log(rows: list[_Row]) -> None:
+        if info.is_main and rows:
+            for r in rows:
+                run.append_history("steps.csv", {"step": r.step + 1, "epoch": r.epoch + 1, "loss": r.loss,
+                                                 **r.scalars}, step_fields)
+            bar.update(len(rows))
+            bar.set_postfix(loss=f"{rows[-1].loss:.3f}")
+
+    def flush() -> None:
+        """Read the pending steps back in one transfer (the engine's one host synchronisation), append their rows
+        to steps.csv and stop at the first non-finite loss (neither its row nor a later one is written)."""
+        if not pending:
+            return
+        rows = _read_back(pending)
+        pending.clear()
+        for i, r in enumerate(rows):
+            if not math.isfinite(r.loss):
+                log(rows[:i])
+                _stop_nonfinite(method, run, info, module, r.step, r.epoch, r.loss, r.scalars)
+        log(rows)
+
     perm_epoch, perm = -1, None
     module.train()
     while step < total:
@@ -166,8 +212,9 @@ def _fit(cfg, method: Method, run: Run, info: D.DistInfo) -> None:
         batch = method.make_batch(idx, step_generator(cfg.seed, step, info.rank, stream=method.stream), step, ctx)
         with autocast(info.device, ctx.amp_dtype):
             loss, scalars = method.training_step(model, batch, step, ctx)
-        if not torch.isfinite(loss.detach()).all():
-            _stop_nonfinite(method, run, info, module, step, epoch, float(loss.detach().float()), scalars)
+        pending.append(_record(step, epoch, loss, scalars))
+        if (step + 1) % cfg.sync_every_steps == 0:  # before backward: with 1, a non-finite loss never steps
+            flush()
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         method.before_optimizer_step(model, scaler, step, ctx)
@@ -175,23 +222,59 @@ def _fit(cfg, method: Method, run: Run, info: D.DistInfo) -> None:
         scaler.update()
         method.after_optimizer_step(step, ctx)
         step += 1
-        if info.is_main:
-            run.append_history("steps.csv", {"step": step, "epoch": epoch + 1, "loss": loss.item(), **scalars},
-                               step_fields)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
         if cfg.fault_at_step is not None and step == cfg.fault_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)  # crash simulation: the resume tests
-        if step % steps_per_epoch == 0:
+            os.kill(os.getpid(), signal.SIGKILL)  # crash simulation (the resume tests): pending steps are lost
+        if step % steps_per_epoch == 0:  # the run's last step is an epoch end: every step is read back
+            flush()
             epoch_end(epoch + 1, step)
             save(step)
         elif cfg.save_every_steps and step % cfg.save_every_steps == 0:
+            flush()
             save(step)
     bar.close()
     if not run.checkpoint.exists():
         save(step)
     D.barrier()
     run.finish()
+
+
+class _Pending(NamedTuple):
+    """A step run and not yet read back: ``values`` = [loss, *scalars[k] for k in on_device] on the device."""
+
+    step: int  # 0-based, as the loop counts
+    epoch: int
+    values: torch.Tensor
+    scalars: dict  # the Python scalars; None for those in on_device
+    on_device: tuple[str, ...]
+
+
+class _Row(NamedTuple):
+    """A step read back: its loss and scalars as Python numbers."""
+
+    step: int  # 0-based
+    epoch: int
+    loss: float
+    scalars: dict
+
+
+def _record(step: int, epoch: int, loss: torch.Tensor, scalars: dict) -> _Pending:
+    """Step ``step``'s loss and tensor scalars stacked into one new tensor [1 + tensors] on the device, not read
+    back. A copy: later steps may reuse the memory of their outputs (CUDA graphs do)."""
+    on_device = tuple(k for k, v in scalars.items() if isinstance(v, torch.Tensor))
+    values = torch.stack([loss.detach(), *(scalars[k].detach() for k in on_device)])
+    return _Pending(step, epoch, values, {k: None if k in on_device else v for k, v in scalars.items()}, on_device)
+
+
+def _read_back(pending: list[_Pending]) -> list[_Row]:
+    """The pending steps with Python floats for their tensors, from one transfer of all of them
+    (``torch.cat(...).tolist()``: the values ``.item()`` gives, bit for bit)."""
+    values, start, rows = torch.cat([p.values for p in pending]).tolist(), 0, []  # [sum of 1 + tensors]
+    for p in pending:
+        loss, *read = values[start:start + 1 + len(p.on_device)]
+        start += 1 + len(p.on_device)
+        read = dict(zip(p.on_device, read))
+        rows.append(_Row(p.step, p.epoch, loss, {k: read.get(k, v) for k, v in p.scalars.items()}))
+    return rows
 
 
 def _stop_nonfinite(method: Method, run: Run, info: D.DistInfo, module: nn.Module, step: int, epoch: int,

@@ -51,7 +51,15 @@ class LARS(torch.optim.Optimizer):
     """Layer-wise Adaptive Rate Scaling (You et al. 2017) with per-group ``weight_decay`` and ``lars`` flags.
 
     ``LARS(lars_param_groups(model, wd), lr=0.0)``; a plain parameter iterable puts every parameter in
-    one group with ``lars=True``.
+    one group with ``lars=True``. ``foreach=True`` (the default) updates a group's parameters together with
+    multi-tensor ops (``torch._foreach_*``, norms by ``_foreach_norm``, trust ratios as one tensor): a few kernels
+    per group instead of ~8 per parameter, which leaves a GPU step launch-bound, and nothing read back to the host.
+    It works in the gradients' memory, as apex's LARC does: afterwards ``p.grad`` holds the update direction
+    ``(g + wd p) x trust`` (the engine sets gradients to None before every backward). Out of place it would hold
+    two parameter-sized sets of temporaries at once, fresh pages every step on a CPU: measured on resnet_small +
+    projector (1 thread), out of place 3-4x the loop's time, in place 0.7x. ``foreach=False`` is the per-parameter
+    loop of the official code, the tests' reference (gradients untouched; the same parameters, bit for bit on a
+    CPU, where the multi-tensor ops run per tensor).
     """
 
     def __init__(
@@ -62,11 +70,13 @@ class LARS(torch.optim.Optimizer):
         momentum: float = 0.9,
         eta: float = 0.001,
         lars: bool = True,
+        foreach: bool = True,
     ) -> None:
         if lr < 0 or momentum < 0 or eta <= 0 or weight_decay < 0:
             raise ValueError(f"invalid LARS hyper-parameters lr={lr} momentum={momentum} eta={eta} wd={weight_decay}")
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta, lars=lars)
         super().__init__(params, defaults)
+        self.foreach = foreach  # not a group entry: the checkpointed param_groups stay what they were
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -75,25 +85,53 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                if group["weight_decay"] != 0:
-                    d_p = d_p.add(p, alpha=group["weight_decay"])
-                if group["lars"]:
-                    p_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d_p)
-                    trust = torch.where(
-                        (p_norm > 0) & (g_norm > 0), group["eta"] * p_norm / g_norm, torch.ones_like(p_norm)
-                    )
-                    d_p = d_p * trust
-                state = self.state[p]
-                if "mu" not in state:
-                    state["mu"] = torch.zeros_like(p)
-                mu = state["mu"]
-                mu.mul_(group["momentum"]).add_(d_p)
-                p.add_(mu, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if self.foreach:
+                buckets: dict[tuple, list[torch.Tensor]] = {}  # multi-tensor ops take one device and dtype
+                for p in params:
+                    buckets.setdefault((p.device, p.dtype), []).append(p)
+                for bucket in buckets.values():
+                    self._update_foreach(group, bucket)
+            else:
+                for p in params:
+                    self._update_one(group, p)
         return loss
+
+    def _momentum(self, p: torch.Tensor) -> torch.Tensor:
+        state = self.state[p]
+        if "mu" not in state:
+            state["mu"] = torch.zeros_like(p)
+        return state["mu"]
+
+    def _update_one(self, group: dict, p: torch.Tensor) -> None:
+        """The update of one parameter (the reference)."""
+        d_p = p.grad
+        if group["weight_decay"] != 0:
+            d_p = d_p.add(p, alpha=group["weight_decay"])
+        if group["lars"]:
+            p_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d_p)
+            trust = torch.where((p_norm > 0) & (g_norm > 0), group["eta"] * p_norm / g_norm, torch.ones_like(p_norm))
+            d_p = d_p * trust
+        mu = self._momentum(p)
+        mu.mul_(group["momentum"]).add_(d_p)
+        p.add_(mu, alpha=-group["lr"])
+
+    def _update_foreach(self, group: dict, params: list[torch.Tensor]) -> None:
+        """The same update of ``params`` (one device and dtype) with multi-tensor ops, in the gradients' memory."""
+        grads = [p.grad for p in params]
+        if group["weight_decay"] != 0:
+            torch._foreach_add_(grads, params, alpha=group["weight_decay"])
+        if group["lars"]:
+            p_norm = torch.stack(torch._foreach_norm(params))  # [n]
+            g_norm = torch.stack(torch._foreach_norm(grads))  # [n]
+            trust = torch.where((p_norm > 0) & (g_norm > 0), group["eta"] * p_norm / g_norm, torch.ones_like(p_norm))
+            torch._foreach_mul_(grads, list(trust.unbind()))
+        mus = [self._momentum(p) for p in params]
+        torch._foreach_mul_(mus, group["momentum"])
+        torch._foreach_add_(mus, grads)
+        torch._foreach_add_(params, mus, alpha=-group["lr"])
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr_weights: float, lr_biases: float) -> None:

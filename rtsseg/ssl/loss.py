@@ -56,7 +56,7 @@ class BarlowTwinsLoss(nn.Module):
             raise ValueError(f"z1 and z2 must both be [N, D]; got {tuple(z1.shape)} and {tuple(z2.shape)}")
         with torch.autocast(device_type=z1.device.type, enabled=False):
             z1, z2 = z1.float(), z2.float()
-            n = global_batch_size(z1.shape[0], z1.device)
+            n = global_batch_size(z1.shape[0])
             c = batch_normalize(z1, n, self.eps).T @ batch_normalize(z2, n, self.eps)  # [D, D]
             c = all_reduce_sum(c / n)  # [D, D]
             on_diag = (torch.diagonal(c) - 1).pow(2).sum()

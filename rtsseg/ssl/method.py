@@ -31,7 +31,10 @@ ENGINE_CODE = ("rtsseg.ssl.engine", "rtsseg.ssl.method", "rtsseg.ssl.distributed
                "rtsseg.schedule", "rtsseg.precision", "rtsseg.models")
 #: Config fields every method's config has that say where or how fast a run goes, not what it computes.
 OPERATIONAL_FIELDS = ("run_parent", "device", "num_threads", "save_every_steps", "restart", "progress",
-                      "fault_at_step")
+                      "fault_at_step", "sync_every_steps")
+#: ``compile`` choices: "none" (eager) or a ``torch.compile`` mode ("reduce-overhead" adds CUDA graphs on CUDA).
+#: Part of the run identity (a compiled step may round differently), unlike the operational fields.
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 #: name -> module defining it (imported by :func:`method_class` on first use)
 BUILTIN_METHODS = {"barlow-twins": "rtsseg.ssl.train", "dino": "rtsseg.ssl.dino_train",
                    "supervised": "rtsseg.ssl.supervised", "attention-supervised": "rtsseg.ssl.attention_supervised"}
@@ -159,7 +162,9 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def training_step(self, model: nn.Module, batch: Any, step: int, ctx: Context) -> tuple[torch.Tensor, dict]:
         """One step on ``batch`` (:meth:`make_batch`): set the step's hyper-parameters, forward; return (loss, the
-        ``step_fields`` scalars). Runs under autocast."""
+        ``step_fields`` scalars). Runs under autocast. A scalar is a Python number or a detached 0-dim tensor on
+        the device: the engine reads tensors back every ``sync_every_steps`` steps, so a step never waits for the
+        device (no ``.item()`` / ``float(tensor)`` here, nor in the hooks around the optimiser step)."""
 
     def before_optimizer_step(self, model: nn.Module, scaler: torch.amp.GradScaler, step: int, ctx: Context) -> None:
         """After backward, before the optimiser step (gradient clipping, frozen layers)."""
@@ -190,10 +195,17 @@ class Method(abc.ABC):
         return int(getattr(self, "backbone").embed_dim)
 
 
+def adamw(param_groups: list[dict], **kwargs) -> torch.optim.AdamW:
+    """The AdamW of every method: ``fused=True`` (one kernel for all parameters) when the parameters are on CUDA;
+    elsewhere torch's default implementation, so CPU runs stay what they were."""
+    on_cuda = all(p.is_cuda for g in param_groups for p in g["params"])
+    return torch.optim.AdamW(param_groups, **kwargs, **({"fused": True} if on_cuda else {}))
+
+
 def schedule_value(schedule: np.ndarray, step: int) -> float:
     """``schedule[step]`` clamped to its range (the value logged at an epoch end)."""
     return float(schedule[min(max(step, 0), len(schedule) - 1)])
 
 
 __all__ = ["Method", "Context", "register_method", "method_class", "list_methods", "ENGINE_CODE",
-           "OPERATIONAL_FIELDS", "schedule_value"]
+           "OPERATIONAL_FIELDS", "COMPILE_MODES", "adamw", "schedule_value"]

@@ -25,7 +25,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [n, C]
         if not (self.training and is_distributed()):
             return super().forward(x)
-        n = global_batch_size(x.shape[0], x.device)
+        n = global_batch_size(x.shape[0])
         x = x.float()  # statistics in fp32 also under bf16 autocast (the running buffers are fp32)
         mean, var = global_mean_var(x, n)  # [C], [C] (biased)
         if self.track_running_stats and self.running_mean is not None:

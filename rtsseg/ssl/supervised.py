@@ -29,7 +29,7 @@ from rtsseg.precision import AMP_CHOICES
 from rtsseg.schedule import cosine_scheduler
 from rtsseg.ssl.engine import fit
 from rtsseg.ssl.lars import lars_param_groups
-from rtsseg.ssl.method import OPERATIONAL_FIELDS, Method, register_method, schedule_value
+from rtsseg.ssl.method import OPERATIONAL_FIELDS, Method, adamw, register_method, schedule_value
 from rtsseg.ssl.supervised_augment import _normalize, augment, center_resize, pad_crop_flip, random_resized_crop_flip
 from rtsseg.ssl.supervised_data import check_data, data_fingerprint, tensor_fingerprint, tiny_root, top1_accuracy
 
@@ -63,6 +63,7 @@ class SupervisedConfig:
     attn_layer: str | None = None  # recorded attention layer (None: the backbone's default)
     attn_loss_kind: str = "mass"  # "mass": -log(mass in the box) | "contrastive": own box vs the batch's | "both"
     amp: str = "auto"
+    compile: str = "none"  # "none" | torch.compile mode "default", "reduce-overhead" (+ CUDA graphs), "max-autotune"
     data_dir: str | None = None  # tiny-imagenet-200 folder; default <data_root>/tiny-imagenet-200
     cache_dir: str | None = None  # tensor cache (default <runs_root>/cache)
     # operational (not part of the run identity)
@@ -73,6 +74,7 @@ class SupervisedConfig:
     restart: bool = False
     progress: bool = True
     fault_at_step: int | None = None  # tests: SIGKILL after this step
+    sync_every_steps: int = 1  # read losses and scalars back every this many steps (1: every step)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -157,7 +159,7 @@ class SupervisedMethod(Method):
         self.classifier = nn.Linear(self.backbone.embed_dim, self.num_classes).to(ctx.device)
         self.net = nn.Sequential(self.backbone, self.classifier)  # [B,3,S,S] -> logits [B,classes]
         groups = lars_param_groups(self.net, cfg.weight_decay)
-        self.optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=cfg.lr)
+        self.optimizer = adamw([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=cfg.lr)  # fused on CUDA
         self.lr_at = cosine_scheduler(cfg.lr, 0.0, ctx.total_steps, round(cfg.warmup_epochs * ctx.steps_per_epoch))
         return self.net
 
@@ -182,9 +184,9 @@ class SupervisedMethod(Method):
             group["lr"] = lr
         x, y, bx = batch
         logits, ce, attn = self.forward_loss(model, x, y, bx)
-        acc = (logits.argmax(1) == y).float().mean().item()
-        return ce + cfg.attn_loss_weight * attn, {"ce_loss": ce.item(), "attn_loss": float(attn.item()), "acc": acc,
-                                                  "lr": lr}
+        acc = (logits.argmax(1) == y).float().mean()
+        return ce + cfg.attn_loss_weight * attn, {"ce_loss": ce.detach(), "attn_loss": attn.detach(),
+                                                  "acc": acc, "lr": lr}  # tensors: the engine reads them back
 
     def validate(self, epoch, step, ctx):
         if not ctx.info.is_main:

@@ -31,7 +31,7 @@ from rtsseg.ssl import distributed as D
 from rtsseg.ssl.augment import BarlowTwinsAugment
 from rtsseg.ssl.engine import NonFiniteLossError, fit
 from rtsseg.ssl.lars import LARS, lars_param_groups, set_lr
-from rtsseg.ssl.method import OPERATIONAL_FIELDS, Context, Method, register_method, schedule_value
+from rtsseg.ssl.method import OPERATIONAL_FIELDS, Context, Method, adamw, register_method, schedule_value
 from rtsseg.ssl.model import BarlowTwins
 from rtsseg.ssl.monitors import embedding_std, save_ccmatrix
 from rtsseg.ssl.pretrain_data import DATA_CODE, UnlabelledImages, run_config, synthetic_dataset
@@ -82,6 +82,7 @@ class PretrainConfig:
     amp: str = "auto"  # "auto" (rtsseg.precision) | "bf16" | "fp16" | "none"
     channels_last: bool = True  # on CUDA, and for conv backbones (Backbone.memory_format) on CPU too
     sync_bn: bool = False  # backbone BatchNorm -> SyncBatchNorm (CUDA, more than one rank)
+    compile: str = "none"  # "none" | torch.compile mode "default", "reduce-overhead" (+ CUDA graphs), "max-autotune"
     # operational (not part of the run identity)
     run_parent: str | None = None  # runs go to <run_parent>/<identity>; default runs_root()/pretrain/<backbone>
     device: str | None = None  # "cpu" | "cuda" (default: cuda if available)
@@ -90,6 +91,7 @@ class PretrainConfig:
     restart: bool = False  # wipe this configuration's run folder and train from scratch
     progress: bool = True
     fault_at_step: int | None = None  # tests: SIGKILL after this step
+    sync_every_steps: int = 1  # read losses and scalars back every this many steps (1: every step)
 
     def validate(self) -> None:
         """Fail fast, naming the parameter and the fix."""
@@ -111,11 +113,11 @@ class PretrainConfig:
 
 def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, float, float]:
     """The optimiser with groups ``weights`` / ``biases`` (:func:`lars_param_groups`) and the two peak learning
-    rates at batch 256 (weights, biases)."""
+    rates at batch 256 (weights, biases). LARS is the multi-tensor one; AdamW is fused on CUDA (:func:`adamw`)."""
     groups = lars_param_groups(model, cfg.weight_decay if cfg.optimizer == "lars" else cfg.adamw_weight_decay)
     if cfg.optimizer == "lars":
         return LARS(groups, lr=0.0), cfg.lr_weights, cfg.lr_biases
-    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=0.0)
+    opt = adamw([{k: v for k, v in g.items() if k != "lars"} for g in groups], lr=0.0)
     return opt, cfg.adamw_lr, cfg.adamw_lr
 
 
@@ -167,8 +169,8 @@ class BarlowTwinsMethod(UnlabelledImages, Method):
         v1, v2 = batch
         out = model(v1, v2)  # the loss computes in fp32 under autocast
         self._last = (out, v1, v2)
-        return out["loss"], {"on_diag": out["on_diag"].item(), "off_diag": out["off_diag"].item(),
-                             "lr_weights": lr_w, "lr_biases": lr_b}
+        return out["loss"], {"on_diag": out["on_diag"].detach(), "off_diag": out["off_diag"].detach(),
+                             "lr_weights": lr_w, "lr_biases": lr_b}  # tensors: the engine reads them back
 
     def diagnose(self) -> dict:
         out, v1, v2 = self._last
