@@ -100,7 +100,7 @@ def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input
             holdout_fraction: float, min_gap_frames: int, decoders, attention_loss_weights, backbones,
             main_backbone: str, seeds, other_seeds, inits, lrs, epochs, batch_size, label_stride, patience,
             embed_dim, fuse_dim, propagation_steps, amp, extra_cells: Sequence[tuple[str, str]] = (),
-            **_) -> tuple[Setup, Published]:
+            class_weighting: str = "none", **_) -> tuple[Setup, Published]:
     """The splits (:func:`rtsseg.seg.experiment.split_datasets`), the grid (variants: every decoder plus
     ``attn_all`` with each attention-loss weight; runs: every seed of the main backbone, ``other_seeds`` of the
     others; ``inits`` None: ``all_inits``; ``extra_cells``: (backbone, init) cells beside that grid, seed 0, e.g.
@@ -116,7 +116,8 @@ def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input
     inits += [i for i in dict.fromkeys(i for _, i in extra_cells) if i not in inits]
     variants = [(d, 0.0) for d in decoders] + [("attn_all", w) for w in attention_loss_weights]
     fit_kwargs = dict(lrs=lrs, epochs=epochs, batch_size=batch_size, label_stride=label_stride, patience=patience,
-                      embed_dim=embed_dim, fuse_dim=fuse_dim, k=propagation_steps, amp=amp, device=device)
+                      embed_dim=embed_dim, fuse_dim=fuse_dim, k=propagation_steps, amp=amp, device=device,
+                      class_weighting=class_weighting)
     setup = Setup(sets, names, pre, dropped, variants, runs, inits, fit_kwargs,
                   list(THINGS) if dataset == "camvid" else None, device)
     texts = {"seg_dataset": (DATASET_LABELS[dataset], None), "seg_n_fit": (len(sets["fit"]), ",d"),

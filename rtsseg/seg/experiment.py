@@ -127,14 +127,20 @@ def fit_decoder(name: str, stores: dict[str, OutputStore], num_classes: int, see
                 epochs: int, batch_size: int = 16, attention_loss_weight: float = 0.0, label_stride: int = 1,
                 patience: int | None = None, run_parent: Path | None = None, embed_dim: int = 64,
                 fuse_dim: int = 64, k: int = 1, amp: str = "none", device="cpu",
-                things: Sequence[int] | None = None):
+                things: Sequence[int] | None = None, class_weighting: str = "none"):
     """Train decoder ``name`` once per learning rate, keep the one with the best held-out mIoU (and its best
     epoch), score it on val. Returns (row dict, decoder); the row's ``things mIoU`` is the mean IoU over the
-    class indices ``things`` (``rtsseg.data.camvid.THINGS``; NaN when None)."""
+    class indices ``things`` (``rtsseg.data.camvid.THINGS``; NaN when None). ``class_weighting``: "none" or
+    "median_frequency" (the cross-entropy's class weights from the fit split's labels,
+    :func:`rtsseg.seg.metrics.median_frequency_weights`)."""
     from rtsseg.seg.decoders import count_parameters, make_decoder
-    from rtsseg.seg.metrics import subset_miou
+    from rtsseg.seg.metrics import CLASS_WEIGHTINGS, median_frequency_weights, subset_miou
 
+    if class_weighting not in CLASS_WEIGHTINGS:
+        raise ValueError(f"class_weighting {class_weighting!r} is not one of {CLASS_WEIGHTINGS}. Fix: the "
+                         "parameter class_weighting")
     fit, held, val = stores["fit"], stores["holdout"], stores["val"]
+    weights = median_frequency_weights(fit.masks, num_classes) if class_weighting == "median_frequency" else None
     best = None
     t0, c0 = time.perf_counter(), time.process_time()
     for lr in lrs:
@@ -142,7 +148,7 @@ def fit_decoder(name: str, stores: dict[str, OutputStore], num_classes: int, see
         dec = make_decoder(name, fit.in_dims, num_classes, fit.num_heads, k=k, embed_dim=embed_dim, fuse_dim=fuse_dim)
         dec, hist = train_decoder(dec, fit, num_classes, val=held, epochs=epochs, lr=lr, batch_size=batch_size,
                                   attention_loss_weight=attention_loss_weight, label_stride=label_stride,
-                                  patience=patience, seed=seed, amp=amp, device=device,
+                                  patience=patience, seed=seed, amp=amp, device=device, class_weights=weights,
                                   run_parent=None if run_parent is None else Path(run_parent) / name)
         held_miou = max(h["val_miou"] for h in hist)
         if best is None or held_miou > best[0]:

@@ -63,6 +63,7 @@ class FinetuneConfig:
     k: int = 1
     amp: str = "none"
     vit_blocks: list[int] | None = None
+    class_weighting: str = "none"  # "none" | "median_frequency" (rtsseg.seg.metrics, from the fit masks)
 
 
 def block_names(backbone: nn.Module) -> list[str]:
@@ -137,6 +138,13 @@ def finetune(backbone: nn.Module, fit: tuple[torch.Tensor, torch.Tensor], held: 
     trainable = unfreeze_last_blocks(backbone, cfg.unfreeze_blocks)
     images, masks = fit
     from rtsseg.seg.affinity import backbone_outputs
+    from rtsseg.seg.metrics import CLASS_WEIGHTINGS, median_frequency_weights
+
+    if cfg.class_weighting not in CLASS_WEIGHTINGS:
+        raise ValueError(f"class_weighting {cfg.class_weighting!r} is not one of {CLASS_WEIGHTINGS}. Fix: the "
+                         "parameter class_weighting")
+    weight = (median_frequency_weights(masks, num_classes, ignore_index).to(device)
+              if cfg.class_weighting == "median_frequency" else None)
 
     out = backbone_outputs(backbone, backbone.normalize(images[:1].to(device)), cfg.vit_blocks)  # the decoder's sizes
     torch.manual_seed(seed)
@@ -169,7 +177,8 @@ def finetune(backbone: nn.Module, fit: tuple[torch.Tensor, torch.Tensor], held: 
             m = masks[idx].to(device).long()  # [b, H, W]
             with autocast(device, dtype):
                 logits, out = _forward(backbone, decoder, images[idx].to(device), cfg.vit_blocks, grad=True)
-            ce = F.cross_entropy(strided_logits(logits, m.shape[-2:], s), m[:, ::s, ::s], ignore_index=ignore_index)
+            ce = F.cross_entropy(strided_logits(logits, m.shape[-2:], s), m[:, ::s, ::s], weight=weight,
+                                 ignore_index=ignore_index)
             ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight,
                                lambda: token_class_fractions(m, num_classes, out.grid, ignore_index), scaler)
             sums[0], sums[1], n = sums[0] + ce, sums[1] + attn, n + 1

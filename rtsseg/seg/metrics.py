@@ -78,3 +78,36 @@ def subset_miou(iou: "list[float]", classes: "list[int]") -> float:
     sign, car, pedestrian, bicyclist) are small and can all sit at 0 while the stuff classes carry the mIoU."""
     vals = [float(iou[c]) for c in classes if not math.isnan(float(iou[c]))]
     return sum(vals) / len(vals) if vals else float("nan")
+
+
+#: Class weightings of the decoders' cross-entropy (``rtsseg.seg.train.train_decoder``'s ``class_weights``).
+CLASS_WEIGHTINGS = ("none", "median_frequency")
+
+
+def median_frequency_weights(masks, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """Median frequency balancing (Eigen & Fergus 2015; SegNet's loss on CamVid, Badrinarayanan et al. 2017):
+    ``w_c = median_c(f_c) / f_c`` with ``f_c`` = pixels of class c / pixels of the images (void left out) in which
+    c appears, the median over the classes that appear. Why: CamVid's things (pole, sign, pedestrian,
+    bicyclist) are 1-2 % of the pixels, and an unweighted loss leaves them at IoU 0. ``masks``: label maps
+    ``[H, W]`` (uint8/int64, ``ignore_index`` = void). Returns float32 ``[num_classes]``; a class absent from
+    every mask gets weight 1 (it has no pixel in the loss). A label outside ``0..num_classes-1`` other than void
+    is an error naming it."""
+    pixels = torch.zeros(num_classes, dtype=torch.float64)
+    image_pixels = torch.zeros(num_classes, dtype=torch.float64)
+    for m in masks:
+        m = torch.as_tensor(m).long().flatten()
+        m = m[m != ignore_index]
+        if m.numel() and (int(m.min()) < 0 or int(m.max()) >= num_classes):
+            raise ValueError(f"a mask holds label {int(m.max()) if int(m.max()) >= num_classes else int(m.min())}, "
+                             f"outside 0..{num_classes - 1} and not void ({ignore_index}). Fix: check num_classes "
+                             "and the data set's label mapping")
+        counts = torch.bincount(m, minlength=num_classes).double()
+        pixels += counts
+        image_pixels += (counts > 0).double() * m.numel()
+    present = pixels > 0
+    freq = torch.where(present, pixels / image_pixels.clamp_min(1), torch.ones_like(pixels))
+    weights = torch.ones(num_classes, dtype=torch.float64)
+    if present.any():
+        weights[present] = torch.quantile(freq[present], 0.5) / freq[present]  # the mean of the middle two when even
+    return weights.float()
+

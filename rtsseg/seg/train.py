@@ -296,7 +296,8 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                   attention_loss_weight: float = 0.0, label_stride: int = 1, patience: int | None = None,
                   seed: int = 0, run_parent: str | os.PathLike | None = None, ignore_index: int = 255,
                   identity: dict | None = None, stop_after: int | None = None, amp: str = "none",
-                  restart: bool = False, device="cpu") -> tuple[nn.Module, list[dict]]:
+                  restart: bool = False, class_weights: torch.Tensor | None = None,
+                  device="cpu") -> tuple[nn.Module, list[dict]]:
     """Train ``decoder`` on cached outputs; returns (decoder with the best-val state, or the last one without
     ``val``; history: one dict per epoch with epoch, loss, ce, attn_loss, val_miou, lr, wall_s).
 
@@ -305,7 +306,9 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
     ``stop_after``: run at most that many epochs in this call (time-boxed runs; call again to resume).
     ``run_parent``: checkpoint after every epoch in ``rtsseg.rundir.open_run(run_parent, config, code)`` (locked;
     same config and code -> resumed, ``restart=True`` starts over). ``amp``: ``rtsseg.precision`` choice
-    for the decoder's forward (bf16 pays only on CPUs with native bf16 and on CUDA).
+    for the decoder's forward (bf16 pays only on CPUs with native bf16 and on CUDA). ``class_weights``
+    ``[num_classes]``: the cross-entropy's class weights (``rtsseg.seg.metrics.median_frequency_weights``),
+    part of the run's identity.
     """
     from rtsseg.seg.decoders import token_class_fractions
 
@@ -321,6 +324,12 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
     identity = {"decoder": decoder.config, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
                 "batch_size": batch_size, "attention_loss_weight": attention_loss_weight,
                 "label_stride": label_stride, "seed": seed, "data": (identity or train.identity)}
+    if class_weights is not None:
+        class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
+        if class_weights.shape != (num_classes,):
+            raise ValueError(f"class_weights has shape {tuple(class_weights.shape)}, the decoder {num_classes} "
+                             "classes. Fix: one weight per class")
+        identity["class_weights"] = [round(float(w), 6) for w in class_weights]
     history: list[dict] = []
     best: tuple[float, dict | None] = (-1.0, None)
     best_epoch, start_epoch = 0, 0
@@ -329,6 +338,7 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
 
     device = torch.device(device)
     decoder = decoder.to(device)
+    weight = None if class_weights is None else class_weights.to(device)
     dtype = autocast_dtype(amp, device)
     scaler = grad_scaler(device, dtype)
     identity["precision"] = precision_name(dtype)  # a bf16 run and an fp32 run are different results
@@ -361,7 +371,8 @@ def train_decoder(decoder: nn.Module, train: OutputStore, num_classes: int, val:
                 for lg, m in groups:
                     up = strided_logits(lg, m.shape[-2:], label_stride)  # [b, K, H/s, W/s]
                     m = m[:, ::label_stride, ::label_stride]
-                    ce = ce + F.cross_entropy(up, m, ignore_index=ignore_index) * (lg.shape[0] / logits.shape[0])
+                    ce = ce + F.cross_entropy(up, m, weight=weight, ignore_index=ignore_index) * (lg.shape[0] /
+                                                                                                  logits.shape[0])
                 ce, attn = _update(decoder, opt, sched, ce, attention_loss_weight, lambda: torch.cat(
                     [token_class_fractions(m, num_classes, tuple(maps.shape[-2:]), ignore_index) for _, m in groups]),
                     scaler)
