@@ -124,6 +124,7 @@ for backbone, seed in runs_of:
     runs[backbone, seed] = pretrain(cfg)
     record.trained("barlow twins", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
+save_results(profile, "pretrain_history", C.history_table(histories))  # k-NN etc. per epoch, per run
 C.show_run_folders(runs)  # whole folder names: chapters 5-7 load exactly these runs
 
 # %% [markdown]

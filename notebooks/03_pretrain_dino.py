@@ -136,6 +136,7 @@ for backbone in backbones:
                                                       cfg.warmup_teacher_temp_epochs, momentum_teacher)
         record.trained("dino", backbone, seed, runs[backbone, seed])  # chapters 5-7 analyse exactly this run
 histories = C.read_histories(runs)
+save_results(profile, "dino_history", C.history_table(histories))  # k-NN etc. per epoch, per run
 C.show_run_folders(runs)  # whole folder names: chapters 5-7 load exactly these runs
 
 # %% [markdown]

@@ -77,7 +77,7 @@ from rtsseg.data.tinyimagenet import load_tensors, tinyimagenet_root
 from rtsseg.experiments import cache_dir, iter_models, model_runs, published_backbones, published_inits
 from rtsseg.findings import findings_paragraph, save_findings
 from rtsseg.glue import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table
-from rtsseg.report import RunRecord, notebook_params, save_results
+from rtsseg.report import RunRecord, notebook_params, results_dir, save_results
 
 params = notebook_params(globals(), "05_attention_maps")
 record = RunRecord("05_attention_maps", params)
@@ -158,6 +158,7 @@ results, paired = A.score_all(sets, run_maps, rows_backbones, inits + published_
                                fit_gts, grid, planted_snr, n_perm, n_boot, boot_seed)
 table = A.results_table(results)
 save_results(profile, "attention_object_specific", table)
+A.save_per_image_scores(results, results_dir(profile) / "attention_per_image.npz")  # per image and head, every row
 for i, gt in enumerate(sets):
     glue_table(f"tbl_attn_excess_{i}", A.display_table(table, gt))
 glue_result("attn_block_len", results["CamVid things", "centre map"].block_len or 1, "d")

@@ -4,8 +4,9 @@ Called by ``scripts/gpu_run.sh`` (which installs the carried wheels and register
 step: ``rtsseg run --profile P --step S --no-book`` in its own process group, killed at the step's cap or at
 the overall deadline; then, at once, ``$OUT/timings.json`` (per-step status, wall time, return code) and
 ``$OUT/notebooks.tar.gz`` (every executed notebook so far, the partly executed notebook of a failed step as
-``failed/<step>.ipynb``, and the results tables ``runs/<profile>/results/*.csv``) are rewritten atomically,
-so a run stopped from outside still returns what finished. Steps that need a failed step still run (they
+``failed/<step>.ipynb``, and the results ``runs/<profile>/results/*.csv`` and ``*.npz``: chapter 5's per-image,
+per-head scores, chapter 7's per-run rows, chapters 2-3's per-epoch histories) are rewritten atomically, so a
+run stopped from outside still returns what finished. Steps that need a failed step still run (they
 fail fast, or use what exists), and a failure never stops the run. Then, when present and time is left,
 ``benchmarks/bench_mfu.py --suite gpu`` with its own cap (JSON to ``$OUT/bench_mfu.json``).
 
@@ -120,7 +121,7 @@ def ship_notebooks(profile: str, out: Path) -> list[str]:
 
     members = sorted((BOOK / profile).glob("*.ipynb"))
     members += sorted((runs_root() / profile / "failed").glob("*.ipynb"))
-    members += sorted((runs_root() / profile / "results").glob("*.csv"))
+    members += sorted(p for p in (runs_root() / profile / "results").glob("*") if p.suffix in (".csv", ".npz"))
     members += sorted((runs_root() / profile / "done").glob("*.json"))
     archives: list[list[tuple[Path, str]]] = [[]]
     size = 0

@@ -87,3 +87,25 @@ def test_findings_stay_within_the_books_budget():
     found = A.attention_findings(results, paired, "vit", gts)
     assert len(found) == 3 + 3 + 3 and len({f.key for f in found}) == len(found)
     assert not any("boxes < 30%" in f.what or "supervised −" in f.what for f in found)
+
+
+def test_per_image_scores_round_trip_and_recompute_the_interval(tmp_path):
+    """The file the GPU edition ships back: every row's per-image, per-head scores; the chapter's interval can be
+    recomputed from it without maps or networks (float16: within 1e-3 of the in-memory scores)."""
+    from rtsseg import stats
+
+    gset = _boxes()
+    refs = A.reference_maps(gset, (8, 8), planted_snr=4.0, heads=3)
+    results = {("boxes", name): A.excess_result(name, [refs[name]] * 2, gset, n_boot=200) for name in refs}
+    size = A.save_per_image_scores(results, tmp_path / "r" / "attention_per_image.npz")
+    assert size == (tmp_path / "r" / "attention_per_image.npz").stat().st_size < 64 * 1024
+    loaded = A.load_per_image_scores(tmp_path / "r" / "attention_per_image.npz")
+    assert list(loaded) == list(results)
+    planted = results["boxes", "planted maps, SNR 4"]
+    got = loaded["boxes", "planted maps, SNR 4"]
+    assert set(got) == set(A.PER_IMAGE_ARRAYS)
+    assert got["auroc own"].shape == (2, planted.scores.images, 3) and got["auroc best"].shape == (2, planted.scores.images)
+    assert (got["index"] == planted.scores.index.numpy()).all()
+    assert abs(got["auroc own"].astype(float) - torch.stack(planted.scores.own["auroc"]).numpy()).max() < 1e-3
+    again = stats.hierarchical_bootstrap(list(got["auroc best"].astype(float)), n_boot=200, seed=0)
+    assert again.mean == pytest.approx(planted.auroc.mean, abs=1e-3)

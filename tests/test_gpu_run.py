@@ -107,3 +107,24 @@ def test_cpu_book_lists_only_the_executed_chapters_of_another_edition(tmp_path, 
     monkeypatch.setattr(pipeline, "executed_notebook", lambda profile, name: fake if profile == "cpu" else
                         tmp_path / "absent.ipynb")
     assert pipeline.extra_editions() == [] and pipeline.toc_for("cpu") == REPO_ROOT / "_toc.yml"
+
+
+def test_the_result_files_come_back_in_the_archive(tmp_path, monkeypatch):
+    """What the CPU needs after a GPU run comes back in the archive: results tables and chapter 5's per-image
+    scores (.npz) of runs/<profile>/results, and nothing else from there."""
+    import numpy as np
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("RTSSEG_RUNS", str(runs))
+    results = runs / "ship-test" / "results"
+    results.mkdir(parents=True)
+    (results / "segmentation_camvid_runs.csv").write_text("decoder,mIoU\nlinear,0.2\n")
+    np.savez_compressed(results / "attention_per_image.npz", a=np.zeros((3, 2000, 6), np.float16))
+    (results / "scratch.txt").write_text("not a result")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert gpu_run.ship_notebooks("ship-test", out) == ["notebooks.tar.gz"]
+    with tarfile.open(out / "notebooks.tar.gz") as tar:
+        got = tar.getnames()
+    assert sorted(got) == ["runs/ship-test/results/attention_per_image.npz",
+                           "runs/ship-test/results/segmentation_camvid_runs.csv"]

@@ -231,3 +231,13 @@ def test_run_folders_are_shown_whole(monkeypatch, tmp_path):
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj._repr_html_()))
     C.show_run_folders(runs)
     assert "a" * 60 in shown[0] and "..." not in shown[0]
+
+
+def test_history_table_keeps_every_epoch_of_every_run():
+    import pandas as pd
+
+    h = {("vit_small64", 0): pd.DataFrame({"epoch": [0, 1], "knn_acc": [2.6, 3.0]}),
+         ("botnet_small", 0): pd.DataFrame({"epoch": [0], "knn_acc": [3.3]})}
+    t = C.history_table(h)
+    assert list(t.columns) == ["epoch", "knn_acc", "backbone", "seed"] and len(t) == 3
+    assert t.loc[t.backbone == "vit_small64", "knn_acc"].tolist() == [2.6, 3.0]

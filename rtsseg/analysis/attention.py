@@ -221,6 +221,42 @@ def score_all(sets: dict, run_maps, backbones: Sequence[str], inits: Sequence[st
     return results, paired
 
 
+#: Per-image arrays of :func:`save_per_image_scores`, per (ground truth, row): own and null [seeds, N, heads] per
+#: metric, the cross-fitted best head's excess [seeds, N] per metric, and the kept images' positions [N].
+PER_IMAGE_ARRAYS = ("auroc own", "auroc null", "auroc best", "mass_ratio own", "mass_ratio null", "mass_ratio best",
+                    "index")
+
+
+def save_per_image_scores(results: dict, path) -> int:
+    """Every row's per-image, per-head scores (``results`` of :func:`score_all`) in one compressed ``.npz``, so
+    that the chapter's statistics can be recomputed without the maps or the networks (the GPU edition ships
+    this file back; the checkpoints stay there). Scores are float16 (AUROC and mass ratios need no more than 3
+    significant digits), ``index`` int32. Array ``k{i} <what>`` belongs to ``rows[i]`` = (ground truth, row) of
+    the ``rows`` array. Returns the file's size in bytes."""
+    from pathlib import Path
+
+    arrays, rows = {}, []
+    for i, ((gt, row), r) in enumerate(results.items()):
+        sc = r.scores
+        rows.append(f"{gt}\t{row}")
+        for metric in ("auroc", "mass_ratio"):
+            arrays[f"k{i} {metric} own"] = torch.stack(sc.own[metric]).to(torch.float16).numpy()  # [S, N, H]
+            arrays[f"k{i} {metric} null"] = torch.stack(sc.null[metric]).to(torch.float16).numpy()
+            arrays[f"k{i} {metric} best"] = torch.stack(sc.best[metric]).to(torch.float16).numpy()  # [S, N]
+        arrays[f"k{i} index"] = sc.index.to(torch.int32).numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, rows=np.array(rows), **arrays)
+    return path.stat().st_size
+
+
+def load_per_image_scores(path) -> dict:
+    """``{(ground truth, row): {what: array}}`` from :func:`save_per_image_scores`' file."""
+    with np.load(path) as f:
+        rows = [tuple(r.split("\t", 1)) for r in f["rows"].tolist()]
+        return {key: {w: f[f"k{i} {w}"] for w in PER_IMAGE_ARRAYS} for i, key in enumerate(rows)}
+
+
 def ground_truth_table(sets: dict):
     """Images kept and left out, ground-truth area and drives of each ground-truth set."""
     import pandas as pd

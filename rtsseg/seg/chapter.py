@@ -15,6 +15,8 @@ differences of a seed together), each with its verdict (:class:`rtsseg.findings.
 
 from __future__ import annotations
 
+import json
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -185,7 +187,12 @@ def grid_section(grid: Grid, setup: Setup, dataset: str,
                       names=["value"])
     keep = table.loc["mIoU"].index.get_level_values("decoder").isin(key_decoders)
     skipped = missing_table(grid.missing)
-    return Published(tables={"tbl_seg_ablation": table}, results={f"segmentation_{dataset}": table.loc["mIoU"][keep]},
+    runs = grid.scores
+    if "iou" in runs:  # per-class IoU as one JSON cell (CSV keeps a row per decoder)
+        runs = runs.assign(iou=runs["iou"].map(lambda v: json.dumps([round(float(x), 5) for x in v])))
+    return Published(tables={"tbl_seg_ablation": table},
+                     results={f"segmentation_{dataset}": table.loc["mIoU"][keep],
+                              f"segmentation_{dataset}_runs": runs},  # one row per trained decoder, per-class IoU
                      show=[] if skipped is None else [skipped])
 
 

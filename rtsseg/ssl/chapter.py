@@ -38,6 +38,12 @@ def read_histories(runs: Mapping[Key, Path]) -> dict[Key, pd.DataFrame]:
     return {key: pd.read_csv(Path(run) / "history.csv") for key, run in runs.items()}
 
 
+def history_table(histories: Mapping[Key, pd.DataFrame]) -> pd.DataFrame:
+    """Every run's history (one row per epoch: k-NN, losses, learning rate, wall time) in one table with its
+    backbone and seed: the saved result the figures and k-NN tables can be recomputed from without the runs."""
+    return pd.concat([h.assign(backbone=b, seed=s) for (b, s), h in histories.items()], ignore_index=True)
+
+
 def keys_of(histories: Mapping[Key, pd.DataFrame], backbone: str) -> list[Key]:
     """The (backbone, seed) keys of one backbone, in training order."""
     return [k for k in histories if k[0] == backbone]
