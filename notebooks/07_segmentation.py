@@ -45,11 +45,10 @@
 # **Class weighting.** At this input a thing (pole, sign, car, pedestrian, bicyclist) covers about one token,
 # and an unweighted cross-entropy left every thing class at IoU 0 for every decoder. Every decoder here (the
 # fine-tuned ones too) trains with SegNet's loss on CamVid {cite}`badrinarayanan2017segnet`: median frequency
-# balancing, class weights computed from the fit images' labels (`rtsseg.seg.metrics.median_frequency_weights`; parameter
-# `class_weighting`). The choice was made on the held-out block, never on val: over 3 seeds of the random and
-# Barlow Twins initialisations of vit_small64 it raised the held-out things mIoU of linear, control and
-# `attn_all` in all 18 pairs and the all-class mIoU in 16 (`scripts/class_weighting_study.py`; saved in
-# `scripts/results/class_weighting_2026-12-03.json`).
+# balancing, class weights computed from the fit images' labels (`rtsseg.seg.metrics.median_frequency_weights`;
+# parameter `class_weighting`). The choice was made on the held-out block, never on val
+# (`scripts/class_weighting_study.py`, its rows in `scripts/results/class_weighting_2026-12-03.json`): there it
+# raised the things mIoU of every decoder and initialisation it was tried with.
 
 # %% tags=["parameters"]
 profile = "cpu"
@@ -106,7 +105,7 @@ from functools import partial
 from rtsseg.analysis.attention import excess_result  # chapter 5's object-specific score
 from rtsseg.book import PAGE_WIDTH_IN, figure_style, glue_figure, glue_result, glue_table, rel
 from rtsseg.config import data_root as resolve_data_root, default_device
-from rtsseg.experiments import INITS, iter_models, load_backbone, model_runs, published_cells  # INITS: random / supervised / barlow twins / dino
+from rtsseg.experiments import INITS, iter_models, load_backbone, model_runs, published_cells  # INITS: the 4 inits
 from rtsseg.findings import save_findings
 from rtsseg.profiles import run_dir
 from rtsseg.report import RunRecord, notebook_params, save_results

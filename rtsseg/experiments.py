@@ -129,8 +129,8 @@ def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size:
 
 
 __all__ = ["INITS", "CONTROL_INITS", "ALL_INITS", "TRAINED", "run_parent", "pretrain_dir", "dino_dir", "supervised_dir",
-           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "trained_run", "load_backbone",
-           "model_runs", "iter_models", "PUBLISHED_PREFIX", "OFFICIAL_FILES", "published_entries", "published_inits",
+           "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "trained_run",
+           "load_backbone", "model_runs", "iter_models", "PUBLISHED_PREFIX", "OFFICIAL_FILES", "published_entries", "published_inits",
            "published_backbones", "published_cells", "iter_published", "family_value"]
 
 
@@ -168,9 +168,10 @@ def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], ima
 PUBLISHED_PREFIX = "published "
 #: (checkpoint, backbone) -> the official file's name, looked up in the chapters' ``published_dir`` (offline:
 #: a local copy in the official layout); without ``published_dir`` the weights are downloaded (Colab).
-OFFICIAL_FILES = {("dino", "vit_s16"): "dino_deitsmall16_pretrain.pth", ("dino", "vit_s8"): "dino_deitsmall8_pretrain.pth",
-                  ("dino", "vit_s8_64"): "dino_deitsmall8_pretrain.pth", ("barlow twins", "resnet50"): "resnet50.pth",
-                  ("barlow twins", "botnet50"): "resnet50.pth"}
+OFFICIAL_FILES = {("dino", "vit_s16"): "dino_deitsmall16_pretrain.pth",
+                  ("dino", "vit_s8"): "dino_deitsmall8_pretrain.pth",
+                  ("dino", "vit_s8_64"): "dino_deitsmall8_pretrain.pth",
+                  ("barlow twins", "resnet50"): "resnet50.pth", ("barlow twins", "botnet50"): "resnet50.pth"}
 
 
 def published_entries(published) -> list[tuple[str, str, str]]:

@@ -412,7 +412,9 @@ def _book_runs(profile: str, name: str) -> dict | None:
     import nbformat
 
     path = executed_notebook(profile, name)
-    return _glued_runs(nbformat.read(path, as_version=4)) or None if path.is_file() else None
+    if not path.is_file():
+        return None
+    return _glued_runs(nbformat.read(path, as_version=4)) or None
 
 
 def _glued_runs(nb) -> dict:
