@@ -70,7 +70,7 @@ def test_train_decoder_passes_the_weights_to_the_loss_and_its_identity(tmp_path,
     from rtsseg.seg import train as segtrain
     from rtsseg.seg.decoders import make_decoder
 
-    from tests.test_seg_train import tiny_dataset
+    from test_seg_train import tiny_dataset
 
     bb = build_backbone("vit_small64", img_size=64, depth=2).eval()
     store = segtrain.compute_outputs(bb, tiny_dataset(3), batch_size=3)
