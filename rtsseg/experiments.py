@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtsseg.config import runs_root
-from rtsseg.profiles import run_dir
+from rtsseg.profiles import model_runs, run_dir  # model_runs: re-exported for the chapters
 
 #: The initialisations every analysis chapter compares.
 INITS: list[str] = ["random", "supervised", "barlow twins", "dino"]
@@ -130,14 +130,8 @@ def load_backbone(profile: str, backbone: str, init: str, seed: int, image_size:
 
 __all__ = ["INITS", "CONTROL_INITS", "ALL_INITS", "TRAINED", "run_parent", "pretrain_dir", "dino_dir", "supervised_dir",
            "attention_supervised_dir", "cache_dir", "step_run_parents", "checkpoint_path", "trained_run",
-           "load_backbone", "model_runs", "iter_models", "PUBLISHED_PREFIX", "OFFICIAL_FILES", "published_entries", "published_inits",
-           "published_backbones", "published_cells", "iter_published", "family_value"]
-
-
-def model_runs(backbones: list[str], main_backbone: str, seeds: list[int], other_seeds: list[int]) -> list[tuple[str, int]]:
-    """The (backbone, seed) grid of the analysis chapters: every seed of ``seeds`` for the main backbone, the
-    ``other_seeds`` for the others (fewer runs where the question is not asked)."""
-    return [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
+           "load_backbone", "model_runs", "iter_models", "PUBLISHED_PREFIX", "OFFICIAL_FILES", "published_entries",
+           "published_inits", "published_backbones", "published_cells", "iter_published", "family_value"]
 
 
 def iter_models(profile: str, runs: list[tuple[str, int]], inits: list[str], image_size: int, missing: list,

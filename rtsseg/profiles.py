@@ -232,6 +232,15 @@ PROFILES: dict[str, dict[str, dict]] = {
 }
 
 
+def model_runs(backbones: list[str], main_backbone: str, seeds: list[int],
+               other_seeds: list[int]) -> list[tuple[str, int]]:
+    """The (backbone, seed) grid of the training and analysis chapters: every seed of ``seeds`` for the main
+    backbone, the ``other_seeds`` for the others (fewer runs where the question is not asked). Here, below every
+    layer that needs it (the chapters through ``rtsseg.experiments``, ``rtsseg.seg.chapter``), so it is written
+    once."""
+    return [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
+
+
 def step(name: str) -> Step:
     for s in STEPS:
         if s.name == name or s.name.split("_", 1)[0] == name:

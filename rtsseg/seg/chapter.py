@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from rtsseg.profiles import model_runs
 from rtsseg.seg import experiment as ex
 
 STEP = "07_segmentation"
@@ -93,11 +94,6 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + "s" * (n != 1)
 
 
-def runs_of(backbones, main_backbone: str, seeds, other_seeds) -> list[tuple[str, int]]:
-    """(backbone, seed): every seed of the main backbone, ``other_seeds`` of the others."""
-    return [(b, s) for b in backbones for s in (seeds if b == main_backbone else other_seeds)]
-
-
 def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input_size, max_train, max_val,
             holdout_fraction: float, min_gap_frames: int, decoders, attention_loss_weights, backbones,
             main_backbone: str, seeds, other_seeds, inits, lrs, epochs, batch_size, label_stride, patience,
@@ -113,7 +109,7 @@ def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input
     sets, names, pre, dropped = ex.split_datasets(dataset, Path(root), input_size, max_train, max_val,
                                                   holdout_fraction, min_gap_frames)
     inits = list(all_inits) if inits is None else list(inits)
-    runs = runs_of(backbones, main_backbone, seeds, other_seeds)
+    runs = model_runs(backbones, main_backbone, seeds, other_seeds)
     n_cells = len(runs) * len(inits) + len(extra_cells)
     inits += [i for i in dict.fromkeys(i for _, i in extra_cells) if i not in inits]
     variants = [(d, 0.0) for d in decoders] + [("attn_all", w) for w in attention_loss_weights]
