@@ -58,7 +58,7 @@ min_lr = 1e-6
 warmup_epochs = 0.5  # lr warm-up in Barlow Twins epochs (chapter 2's warmup_epochs of bt_epochs): the same share here
 weight_decay = 0.04
 weight_decay_end = 0.4
-momentum_teacher = None  # None: from the run length (the teacher keeps <= 5 % of its init); a number fixes it
+momentum_teacher = None  # None: from the run length (the teacher keeps at most 5 % of its init); a number fixes it
 clip_grad = 3.0
 freeze_last_layer = 0.1  # epochs
 warmup_teacher_temp = 0.04

@@ -83,7 +83,7 @@ class_weighting = "median_frequency"  # "none" | "median_frequency" (SegNet's Ca
 embed_dim = 64
 fuse_dim = 64
 propagation_steps = 1
-oracle_snrs = [1e999, 20.0, 5.0]  # attn_all on oracle attention (labels) at these SNRs, 1e999 = inf (clean); []: none
+oracle_snrs = [1e999, 20.0, 5.0]  # attn_all on oracle attention (labels) at these SNRs (1e999 is inf: clean); []: none
 oracle_backbones = ["vit_small64"]  # backbones whose cells get the oracle rows (3 trainings per run each)
 finetune_inits = ["random", "barlow twins"]  # main backbone's inits fine-tuned in both arms (all `seeds`); [] for none
 unfreeze_blocks = 1  # fine-tuning trains the backbone's last blocks (the rest frozen) with the decoder
@@ -198,11 +198,11 @@ answer = put(ch.answer_section(grid.scores, dataset, main_backbone, width=PAGE_W
 #
 # ## Fine-tuned attention: does the loss move the attention itself?
 #
-# On a frozen backbone the attention-supervision loss can only re-weight the heads. Here the backbone's last
-# {glue:text}`seg_ft_blocks` train together with `attn_all` (`rtsseg.seg.finetune`), in two arms that differ
-# only in the loss: cross-entropy alone, or plus λ = {glue:text}`seg_ft_weight` times the attention-supervision
-# loss, from the same backbone, seeds, batches, steps and data, tuned as the grid (early-stopping epoch on the
-# held-out block; val reported). Before and after, the attention is scored with chapter 5's object-specific
+# On a frozen backbone the attention-supervision loss can only re-weight the heads. Here
+# {glue:text}`seg_ft_blocks` of the backbone train together with `attn_all` (`rtsseg.seg.finetune`), in two arms
+# that differ only in the loss: cross-entropy alone, or plus λ = {glue:text}`seg_ft_weight` times the
+# attention-supervision loss, from the same backbone, seeds, batches, steps and data, tuned as the grid
+# (early-stopping epoch on the held-out block; val reported). Before and after, the attention is scored with chapter 5's object-specific
 # excess AUROC (best head, cross-fitted) on the CamVid val things frames ({numref}`tbl-seg-finetune`,
 # {numref}`tbl-seg-finetune-differences`). Pooled over the fine-tuned cells: {glue:text}`seg_ft_miou`;
 # {glue:text}`seg_ft_excess`. Each arm's model is saved with its backbone, so `rtsseg evaluate` re-scores it.
@@ -302,7 +302,7 @@ put(ch.cost_section(grid.timing, ft_rows));
 # fusion together) minus its same-capacity control is {glue:text}`seg_attn_minus_control` mIoU points over
 # {glue:text}`seg_attn_minus_control_n` paired runs in {glue:text}`seg_attn_minus_control_cells` cells (mean of
 # cell means, bootstrap over seeds within cells): {glue:text}`seg_verdict`; on clean oracle attention,
-# {glue:text}`seg_oracle_minus_control`. Per backbone: {glue:text}`seg_three_numbers`. Fine-tuning the last
+# {glue:text}`seg_oracle_minus_control`. Per backbone: {glue:text}`seg_three_numbers`. Fine-tuning
 # {glue:text}`seg_ft_blocks` with the attention loss: {glue:text}`seg_ft_miou`; {glue:text}`seg_ft_excess`. The best cell, {glue:text}`seg_best_decoder` on {glue:text}`seg_best_cell`, reaches
 # {glue:text}`seg_best_miou` % mIoU, far below SegNet's 55.6 on CamVid test at full scale.
 #

@@ -1,6 +1,6 @@
 """The pages the book build writes, never a notebook: the landing page of each edition (``book/<profile>/index.md``
-from ``book/index.template.md``) and the performance appendix (``book/performance.md`` from
-``benchmarks/results/``).
+from ``book/index.template.md``), the performance appendix (``book/performance.md`` from ``benchmarks/results/``)
+and the measured costs of the reproduce page (``book/reproduce.md`` from ``book/reproduce.template.md``).
 
 Nothing here runs while a notebook executes, so it is not an input of any step (``rtsseg.pipeline.NOT_INPUTS``):
 a change to how the pages are written rebuilds the book in seconds (``rtsseg book --profile cpu``) without
@@ -84,6 +84,17 @@ EDITION_ROWS: list[tuple[str, tuple[str, ...]]] = [
     ("segmentation: attention-aware − control, mIoU points", ("seg_attn_minus_control",)),
     ("compute of the whole edition, min", ("budget_total_min",)),
 ]
+
+#: Glue names whose meaning changed between editions: name -> (the finding an edition saves when its glue is the
+#: current measure, what the glue is in an edition without that finding). An edition executed before chapter 5 saved
+#: the object-specific excess glued the AUROC against the image's own box under the same names, and the table of
+#: editions must not put the two side by side as one measure.
+EDITION_MEASURES: dict[str, tuple[str, str]] = {
+    "attn_auroc_bt": ("attention.excess.barlow_twins.tinyimagenet", "AUROC against the own box, not the excess"),
+    "attn_auroc_dino": ("attention.excess.dino.tinyimagenet", "AUROC against the own box, not the excess"),
+    "attn_auroc_control": ("attention.excess.attention-supervised.tinyimagenet",
+                           "AUROC against the own box, not the excess"),
+}
 
 
 # ---- the answers of an edition (landing page) ---------------------------------------------------------------
@@ -196,9 +207,17 @@ def answer_decoder(found: dict | None) -> tuple[str, str]:
     backbone = ceiling.key.rsplit(".", 1)[-1]
     text += (f". Fed attention built from the labels, the oracle ceiling on {backbone}, the same decoder gains "
              f"{ceiling.value_text(2)} ({_against(ceiling)})")
-    if ceiling.verdict == "above":
-        text += (": the decoder can use attention that locates objects, so what falls short is the learned attention"
-                 if word != "Yes" else ": the decoder can use attention, and learned attention gives part of it")
+    if ceiling.verdict == "above" and word != "Yes":
+        text += ": the decoder can use attention that locates objects, so what falls short is the learned attention"
+    elif ceiling.verdict == "above":
+        text += ": the decoder can use attention, and learned attention gives part of it"
+        share = found.get(f"segmentation.share_of_ceiling.{backbone}")
+        if share is not None:
+            text += f" — {share.value_text(3)} on {backbone} ({_against(share, '0, none of it')}; {_how(share)})"
+        bt = found.get("attention.excess.barlow_twins.tinyimagenet")
+        if bt is not None and bt.verdict != "above":
+            text += (". That gain is not evidence of semantic maps: chapter 5 finds Barlow Twins' attention no more "
+                     f"object-specific than an image-independent map ({bt.value_text()}, {_against(bt)})")
     else:
         text += (": even attention taken from the labels gives no measurable gain, so this decoder, at this "
                  "resolution, cannot answer the question")
@@ -249,10 +268,15 @@ def edition_answers(profile: str, book: Path | None = None, others: tuple[str, .
             "editions": reconcile_editions(words, records)}
 
 
+#: The chapter whose saved finding answers question 1 and question 2.
+ANSWERING_CHAPTERS = ("05_attention_maps", "07_segmentation")
+
+
 def reconcile_editions(answers: dict[str, tuple[str, str]], records: dict[str, list[dict]]) -> str:
     """One paragraph over the editions' answers (``profile -> (question-1 word, question-2 word)``, a word being
     "Yes" / "No" / "Not at this scale" / :data:`NOT_ANSWERED`): where they agree, where they differ, and why an
-    edition without the object-specific score answers neither question in this measure."""
+    edition does not answer a question (its answering chapter, :data:`ANSWERING_CHAPTERS`, was not executed, or was
+    executed before it saved the score that answers it; ``records``: each edition's run records, with "step")."""
     if len(answers) < 2:
         return ""
     def where(p: str) -> str:
@@ -273,8 +297,14 @@ def reconcile_editions(answers: dict[str, tuple[str, str]], records: dict[str, l
                          + " — each answer holds at its own scale, and the one with the narrower interval and a "
                            "passing positive control is the better-powered")
         silent = [p for p, w in words.items() if w == NOT_ANSWERED]
-        if silent:
-            parts.append(f"{', '.join(where(p) for p in silent)} does not answer {q}: it was executed before its "
+        chapter = ANSWERING_CHAPTERS[i]
+        unrun = [p for p in silent if not any(r.get("step") == chapter for r in records.get(p, []))]
+        before = [p for p in silent if p not in unrun]
+        if unrun:
+            parts.append(f"{', '.join(where(p) for p in unrun)} does not answer {q}: its chapter "
+                         f"{int(chapter[:2])} was not executed in that edition")
+        if before:
+            parts.append(f"{', '.join(where(p) for p in before)} does not answer {q}: it was executed before its "
                          "chapter saved the score that answers it, so its numbers there are not the same measure")
     return ". ".join(parts) + "."
 
@@ -290,9 +320,25 @@ def glue_ref(profile: str, step: str, name: str) -> str:
     return f"{{glue:text}}`/book/{profile}/{step}.ipynb::{name}:s`"
 
 
-def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> str:
+def _edition_cell(profile: str, found: dict[str, str], names: tuple[str, ...], findings: dict | None,
+                  checked: bool) -> str:
+    """One cell of the table of editions: the glued values of ``names`` " / "-separated ("–" for a missing one,
+    :data:`NOT_RUN` when none ran), and, where ``checked`` and the edition's saved ``findings`` lack the finding
+    that makes a name the current measure (:data:`EDITION_MEASURES`), what the glued number is instead."""
+    if not any(n in found for n in names):
+        return NOT_RUN
+    cell = " / ".join(glue_ref(profile, found[n], n) if n in found else "–" for n in names)
+    notes = {EDITION_MEASURES[n][1] for n in names if checked and n in found and n in EDITION_MEASURES
+             and EDITION_MEASURES[n][0] not in (findings or {})}
+    return cell + "".join(f" ({note})" for note in sorted(notes))
+
+
+def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]], findings: dict[str, dict | None] | None = None
+                   ) -> str:
     """The headline numbers of several editions side by side (``profile -> (glue name -> step, run records)``),
-    each cell glued from that edition's executed notebooks; empty with fewer than two editions."""
+    each cell glued from that edition's executed notebooks; empty with fewer than two editions. ``findings``:
+    each edition's saved findings (:func:`edition_findings`, None for an edition that saved none); where given, a
+    cell whose glue is an older measure under the same name says so (:data:`EDITION_MEASURES`)."""
     if len(editions) < 2:
         return ""
     head = ["result"]
@@ -303,8 +349,8 @@ def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> st
     for label, names in EDITION_ROWS:
         cells = [label]
         for profile, (found, _) in editions.items():
-            parts = [glue_ref(profile, found[n], n) if n in found else "–" for n in names]
-            cells.append(" / ".join(parts) if any(n in found for n in names) else NOT_RUN)
+            cells.append(_edition_cell(profile, found, names, (findings or {}).get(profile),
+                                       findings is not None and profile in findings))
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(editions))
     intro = (f"## The editions side by side\n\nThe answers above are the `{first}` edition's. Every edition runs the same"
@@ -316,10 +362,11 @@ def editions_table(editions: dict[str, tuple[dict[str, str], list[dict]]]) -> st
 
 def render_index(template: str, profile: str, found: dict[str, str], records: list[dict], figure_caption=None,
                  editions: dict[str, tuple[dict[str, str], list[dict]]] | None = None,
-                 answers: dict[str, str] | None = None) -> str:
+                 answers: dict[str, str] | None = None, findings: dict[str, dict | None] | None = None) -> str:
     """Fill ``{{ glue:NAME }}``, ``{{ figure:NAME }}``, ``{{ status }}``, ``{{ editions }}`` (the table of
     :func:`editions_table` over ``editions``; nothing when there is one edition) and ``{{ answer:NAME }}`` (the
     texts of :func:`edition_answers`; an empty string where ``answers`` lacks the name) in the landing-page template.
+    ``findings``: each edition's saved findings, for :func:`editions_table`.
 
     A name no executed notebook defines becomes "not run in this edition", so the book always builds.
     """
@@ -330,7 +377,7 @@ def render_index(template: str, profile: str, found: dict[str, str], records: li
         if kind == "status":
             return _PLACEHOLDER.sub(sub, status_box(profile, records, found))
         if kind == "editions":
-            return editions_table(editions or {})
+            return editions_table(editions or {}, findings)
         if kind == "answer":
             return (answers or {}).get(name, "")
         where = found.get(name)
@@ -394,7 +441,7 @@ def write_index(profile: str, book: Path | None = None, others: tuple[str, ...] 
     editions = {p: (executed_glue(p, book), run_records(p, book)) for p in (profile, *others)}
     answers = edition_answers(profile, book, others, records={p: rec for p, (_, rec) in editions.items()})
     text = render_index(template, profile, editions[profile][0], editions[profile][1], editions=editions,
-                        answers=answers)
+                        answers=answers, findings={p: edition_findings(p, book) for p in editions})
     out = book / profile / "index.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     header = "<!-- Generated by rtsseg.bookpages.write_index from book/index.template.md: edit the template. -->\n"
@@ -404,15 +451,32 @@ def write_index(profile: str, book: Path | None = None, others: tuple[str, ...] 
 
 # ---- the performance appendix -----------------------------------------------------------------------------
 
+EMULATED_NOTE = ("bf16 ran slower than fp32 here (no fast bf16 path on this CPU): its peak is no ceiling, so no "
+                 "share of it is shown (–).")
+
+
+def _bf16_emulated(peaks: dict) -> bool:
+    """Whether a machine's measured bf16 matrix-product peak is below its fp32 one: bf16 is emulated there (no
+    AVX512-BF16 / AMX), a share of that "peak" measures the emulation, not the step (it ran to 7198 % on one CPU)."""
+    b, f = peaks.get("bf16_tflops"), peaks.get("fp32_tflops")
+    return b is not None and f is not None and b < f
+
+
+def _bf16_share(value, emulated: bool) -> str:
+    return "–" if emulated else f"{100 * value:.1f}"
+
+
 def _performance_three_columns(meta: dict, rows: list[dict]) -> list[str]:
     """The lines of one results file of ``bench_mfu.py`` that timed ours with ``amp=auto``, ours in fp32 and the
     plain fp32 reference in one run (after the heading written by :func:`write_performance`)."""
+    emulated = _bf16_emulated(meta.get("peaks", {}))
+
     def num(value, fmt: str) -> str:
         return "" if value is None else format(value, fmt)
 
     def pct(r: dict, prefix: str) -> str:
         b, f = r.get(f"{prefix}frac_bf16_peak"), r.get(f"{prefix}frac_fp32_peak")
-        return "" if b is None or f is None else f"{100 * b:.1f} / {100 * f:.1f}"
+        return "" if b is None or f is None else f"{_bf16_share(b, emulated)} / {100 * f:.1f}"
 
     lines = []
     auto, peaks = meta.get("amp_auto") or {}, meta.get("peaks", {})
@@ -465,10 +529,11 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
         "{cite}`zbontar2021barlow`.", "",
         "**Reading the % columns.** Each share is the step's achieved TFLOP/s over the peak of *one* dtype's matrix "
         "product, both measured in the same run. A step trained in bf16 is compared with the fp32 peak too, so it can "
-        "exceed 100 % of it (bf16 products run several times faster than fp32 ones); a step trained in fp32 on a CPU "
-        "that emulates bf16 exceeds 100 % of the (emulated) bf16 peak. Above 100 % of its *own* dtype's peak a step "
-        "cannot go in principle; where a row does, the peak was measured low (on a shared machine, or at a halved size "
-        "for a slow dtype, stated with each table) and the ratios within one run are what to compare.", "",
+        "exceed 100 % of it (bf16 products run several times faster than fp32 ones). On a CPU without a fast bf16 "
+        "path the measured bf16 peak lies below the fp32 one: it is the speed of an emulation, no ceiling, and its "
+        "shares are left out (–). Above 100 % of its *own* dtype's peak a step cannot go in principle; where a row "
+        "does, the peak was measured low (on a shared machine, or at a halved size for a slow dtype, stated with each "
+        "table) and the ratios within one run are what to compare.", "",
     ]
     files = sorted(p for p in results.glob("*.json") if not p.stem.endswith("_quick"))
     for path in files:
@@ -481,7 +546,8 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
                   f"`{path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name}`, "
                   f"{meta.get('time', '')}, torch {meta.get('torch', '?')}, "
                   f"{meta.get('threads', '?')} threads. Measured peaks: bf16 {peaks.get('bf16_tflops', float('nan')):.3g} "
-                  f"TFLOP/s, fp32 {peaks.get('fp32_tflops', float('nan')):.3g} TFLOP/s.", ""]
+                  f"TFLOP/s, fp32 {peaks.get('fp32_tflops', float('nan')):.3g} TFLOP/s."
+                  + (f" {EMULATED_NOTE}" if _bf16_emulated(peaks) else ""), ""]
         if any("fp32_images_per_s" in r for r in rows):
             lines += _performance_three_columns(meta, rows)
         else:
@@ -493,7 +559,8 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
                 ref = r.get("ratio_ours_over_ref")
                 lines.append(
                     f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.3g} | "
-                    f"{100 * r['frac_bf16_peak']:.1f} | {100 * r['frac_fp32_peak']:.1f} | {r['ours_images_per_s']:.0f} |"
+                    f"{_bf16_share(r['frac_bf16_peak'], _bf16_emulated(peaks))} | {100 * r['frac_fp32_peak']:.1f} | "
+                    f"{r['ours_images_per_s']:.0f} |"
                     + (f" {'–' if ref is None else f'{ref:.2f}'} |" if has_ref else ""))
         anchor = [r for r in rows if r.get("ratio_over_official_v100")]
         for r in anchor:
@@ -513,4 +580,46 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
                   ""]
     out = book / "performance.md"
     out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+# ---- the reproduce page -----------------------------------------------------------------------------------
+
+_MEASURED = re.compile(r"\{\{\s*measured:([A-Za-z0-9_-]+)(?::(\d\d))?\s*\}\}")
+
+
+def measured_cost(profile: str, book: Path | None = None, step: str | None = None) -> str:
+    """What an edition's execution cost, from the run records of its committed notebooks (``rtsseg.wall_s``):
+    "145 min on CPU x2: 01 0.2, 02 50.1, … min", naming the chapters it lacks; with ``step`` (a two-digit chapter
+    number) that chapter's minutes alone. An edition without records says so rather than giving a number."""
+    from rtsseg.profiles import STEPS
+
+    records = run_records(profile, book)
+    if not records:
+        return f"not executed here (no `book/{profile}/*.ipynb`)"
+    minutes = {r["step"][:2]: r["wall time (min)"] for r in records}
+    if step is not None:
+        if step not in minutes:
+            return f"not run in `{profile}`"
+        return f"{minutes[step]:.1f}"
+    total = sum(minutes.values())
+    lacking = [s.name[:2] for s in STEPS if s.name[:2] not in minutes]
+    text = (f"{total:.{0 if total >= 10 else 1}f} min on {_distinct(records, 'device', 'not recorded')}: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in sorted(minutes.items())) + " min")
+    if lacking:
+        text += f" ({', '.join(lacking)} not executed in this edition)"
+    return text
+
+
+def write_reproduce(book: Path | None = None) -> Path:
+    """Write ``book/reproduce.md`` from ``book/reproduce.template.md``: each ``{{ measured:PROFILE }}`` (and
+    ``{{ measured:PROFILE:NN }}``, one chapter) becomes :func:`measured_cost` of the committed run records, so the
+    page's measured costs are never typed."""
+    book = book or REPO_ROOT / "book"
+    template = (book / "reproduce.template.md").read_text()
+    text = _MEASURED.sub(lambda m: measured_cost(m.group(1), book, m.group(2)), template)
+    out = book / "reproduce.md"
+    header = ("<!-- Generated by rtsseg.bookpages.write_reproduce from book/reproduce.template.md and the run records "
+              "of book/<profile>/*.ipynb: edit the template. -->\n")
+    out.write_text(header + text)
     return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtsseg.book import prepare_for_book
-from rtsseg.bookpages import write_index, write_performance
+from rtsseg.bookpages import write_index, write_performance, write_reproduce
 from rtsseg.config import REPO_ROOT, data_root
 from rtsseg.params import NotebookParameterError, declared_parameters, read_notebook, validate_parameters
 from rtsseg.profiles import BOOK, PROFILES, STEPS, Step, executed_notebook, run_dir, step_params
@@ -528,6 +528,7 @@ def build_book(profile: str, partial: bool = False) -> Path:
     for p in others:  # their landing pages, part of this build
         write_index(p, title=EXTRA_EDITIONS[p])
     write_performance()  # book/performance.md: the benchmark results, from benchmarks/results/
+    write_reproduce()  # book/reproduce.md: the measured costs, from the run records of book/<profile>/
     cmd = [
         sys.executable, "-m", "jupyter_book", "build", str(REPO_ROOT), "--path-output", str(out),
         "--toc", str(toc_for(profile, partial)), "--config", str(REPO_ROOT / "_config.yml"),

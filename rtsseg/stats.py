@@ -499,6 +499,11 @@ def detectable_effect(interval: Interval, power: float = 0.5) -> float:
     return h * (z + float(stats.norm.ppf(power))) / z
 
 
+#: The method of a mean of cell means whose every cell holds one seed: nothing to resample, so no interval
+#: (``rtsseg.seg.experiment.mean_of_cell_means``); its ``n`` counts cells, not seeds, and the sentence says so.
+ONE_SEED_PER_CELL = "one seed per cell"
+
+
 def verdict_sentence(name: str, interval: Interval, null_name: str = "0", unit: str = "", decimals: int = 3,
                      scale: float = 1.0, null: float = 0.0, power: float = 0.5) -> str:
     """The one sentence form of the book's verdicts, e.g.
@@ -509,8 +514,12 @@ def verdict_sentence(name: str, interval: Interval, null_name: str = "0", unit: 
     phrase = {"above": "above", "below": "below", "no measurable difference": "no measurable difference from"}[v]
     u = f" {unit}" if unit else ""
     eff = detectable_effect(interval, power)
-    tail = (f"smallest detectable effect ±{abs(eff) * scale:.{decimals}f}" if not math.isnan(eff)
-            else f"no interval from n={interval.n}")
+    if not math.isnan(eff):
+        tail = f"smallest detectable effect ±{abs(eff) * scale:.{decimals}f}"
+    elif interval.method == ONE_SEED_PER_CELL:
+        tail = f"no interval: {interval.n} cells of one seed each, nothing to resample"
+    else:
+        tail = f"no interval from n={interval.n}"
     return f"{name}: {interval.text(decimals, scale, signed=True)}{u}, {phrase} {null_name} ({tail})"
 
 

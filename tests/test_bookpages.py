@@ -59,6 +59,24 @@ def test_answers_name_their_numbers_intervals_and_nulls():
     assert "+0.6 [−0.6, +1.8] points" in text2 and "±" not in text2
 
 
+def test_a_decoder_gain_says_its_share_of_the_ceiling_and_whether_the_maps_are_semantic():
+    found = dict(_findings())
+    found["segmentation.attn_minus_control"] = F("segmentation.attn_minus_control", 0.7, 0.2, 1.2, unit="mIoU points")
+    found["segmentation.share_of_ceiling.vit_small64"] = F("segmentation.share_of_ceiling.vit_small64", 0.036,
+                                                           0.004, 0.066, unit="of the ceiling")
+    word, text = bookpages.answer_decoder(found)
+    assert word == "Yes" and "learned attention gives part of it" in text
+    assert "+0.036 [+0.004, +0.066] of the ceiling on vit_small64 (above 0, none of it;" in text
+    assert "not evidence of semantic maps" not in text  # Barlow Twins' excess in _findings is above 0
+    found["attention.excess.barlow_twins.tinyimagenet"] = F("attention.excess.barlow_twins.tinyimagenet", 0.008,
+                                                            -0.0004, 0.016)
+    text = bookpages.answer_decoder(found)[1]
+    assert "That gain is not evidence of semantic maps" in text
+    assert "(+0.008 [0.000, +0.016], no measurable difference from 0)" in text
+    del found["segmentation.share_of_ceiling.vit_small64"]
+    assert "of the ceiling on" not in bookpages.answer_decoder(found)[1]
+
+
 def test_missing_findings_give_a_whole_sentence_not_a_placeholder_inside_one():
     for fn in (bookpages.answer_attention, bookpages.answer_decoder):
         word, text = fn(None)
@@ -66,12 +84,18 @@ def test_missing_findings_give_a_whole_sentence_not_a_placeholder_inside_one():
 
 
 def test_reconcile_says_agreement_difference_and_silence():
-    records = {p: [{"device": "CPU x2", "commit": "abc"}] for p in ("cpu", "gpu-short", "colab")}
+    steps = ("05_attention_maps", "07_segmentation")
+    records = {p: [{"device": "CPU x2", "commit": "abc", "step": s} for s in steps] for p in ("cpu", "gpu-short", "colab")}
     text = bookpages.reconcile_editions({"cpu": ("No", "Yes"), "gpu-short": (bookpages.NOT_ANSWERED, "Yes"),
                                          "colab": ("Yes", "Yes")}, records)
     assert "On question 1 they differ" in text and "`cpu` (CPU x2; commit abc) No" in text
     assert "On question 2 the editions that answer it agree (Yes" in text
-    assert "`gpu-short` (CPU x2; commit abc) does not answer question 1" in text
+    assert "`gpu-short` (CPU x2; commit abc) does not answer question 1: it was executed before" in text
+    # an edition without chapter 7 does not answer question 2 because it never ran it, and says so
+    records["gpu-short"] = records["gpu-short"][:1]
+    text = bookpages.reconcile_editions({"cpu": ("No", "No"), "gpu-short": ("No", bookpages.NOT_ANSWERED)}, records)
+    assert "does not answer question 2: its chapter 7 was not executed in that edition" in text
+    assert "question 2: it was executed before" not in text
     assert bookpages.reconcile_editions({"cpu": ("No", "No")}, records) == ""
     alone = bookpages.reconcile_editions({"cpu": ("No", "No"), "gpu-short": (bookpages.NOT_ANSWERED,) * 2}, records)
     assert "Only `cpu` (CPU x2; commit abc) answers question 1 (No)" in alone and "agree" not in alone

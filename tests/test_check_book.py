@@ -87,11 +87,30 @@ def test_check_book_catches_defects(tmp_path):
     assert len(list((tmp_path / "shots").glob("*.png"))) == len(pages)
 
 
-def test_built_book_passes_when_built():
-    """The real book, when it has been built in this checkout (`rtsseg book --profile cpu`); a clean clone (CI) has
-    none and skips."""
+#: The gpu-short edition's chapter pages: executed before check_book's newer checks (unrounded numbers, cut
+#: run-folder cells, pandas truncation), they are mended only by re-executing that edition on a GPU (issue 23).
+GPU_SHORT_CHAPTERS = "book/gpu-short/0"
+
+
+@pytest.fixture(scope="module")
+def built_book_report():
+    """check_book on the real book, when it has been built in this checkout (`rtsseg book --profile cpu`); a clean
+    clone (CI) has none and skips."""
     html = REPO / "book" / "_build" / "html"
     if not (html / "index.html").is_file():
         pytest.skip("book/_build/html not built (rtsseg book --profile cpu)")
-    report = check_book.check_book(html, html.parent / "screenshots")
-    assert {k: v for k, v in report.items() if v} == {}
+    return check_book.check_book(html, html.parent / "screenshots")
+
+
+def test_built_book_passes_when_built(built_book_report):
+    """Every page of the built book but the gpu-short chapters (below) passes."""
+    failing = {k: v for k, v in built_book_report.items() if v and not k.startswith(GPU_SHORT_CHAPTERS)}
+    assert failing == {}
+
+
+@pytest.mark.xfail(strict=True, reason="the gpu-short chapters predate check_book's newer checks; they pass once that "
+                                       "edition is re-executed on a GPU (issue 23). strict: a pass fails, so the mark "
+                                       "goes when they do")
+def test_built_gpu_short_chapters_pass_when_built(built_book_report):
+    failing = {k: v for k, v in built_book_report.items() if v and k.startswith(GPU_SHORT_CHAPTERS)}
+    assert failing == {}

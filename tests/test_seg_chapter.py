@@ -76,6 +76,16 @@ def test_answer_section_glues_the_landing_page_number_and_few_findings():
     three = out.tables["tbl_seg_three_numbers"]
     assert list(three.index) == ["vit", "botnet"] and three.loc["botnet", "ceiling"] == "–"
     assert three.loc["vit", "ceiling verdict"] == "above"
+    share = out.findings[-1]
+    assert three.loc["vit", "share"] == share.value_text(3) and "of the ceiling" in three.loc["vit", "share"]
+    assert share.value_text(3) in out.texts["seg_three_numbers"][0]  # three decimals: 0.036, never 0.04
+    assert "of the ceiling, above 0, none of the ceiling (smallest detectable" in out.texts["seg_three_numbers"][0]
+    # botnet: one seed in each cell, so nothing to resample, and the sentence says that rather than "n=…"
+    one_seed = pd.concat([grid(), grid(gains={"random": [0.01], "dino": [0.02]}, ceilings={"random": [0.1], "dino": [0.2]},
+                                       backbone="botnet")], ignore_index=True)
+    text = ch.answer_section(one_seed, "camvid", "vit").texts["seg_three_numbers"][0]
+    assert "botnet: learned attention's gain (attn_all − control): +1.5 (n=2) mIoU points" in text
+    assert "(no interval: 2 cells of one seed each, nothing to resample)" in text and "from n=2" not in text
     assert set(out.figures) == {"fig_seg_differences"} and "tbl_seg_differences" in out.tables
     assert "segmentation_camvid_attn_minus_control" in out.results
     empty = ch.answer_section(s[s.decoder != "control"], "camvid", "vit")
@@ -103,6 +113,8 @@ def test_finetune_section_pools_cells_and_tables():
     assert miou.interval.mean == pytest.approx(100 * expect.mean) and miou.interval.lo == pytest.approx(100 * expect.lo)
     assert excess.interval.mean == pytest.approx(np.mean([0.03, 0.04, 0.05])) and excess.unit == "AUROC"
     assert out.texts["seg_ft_miou"][0] == miou.sentence(1)
+    assert miou.what.startswith("fine-tuned the last block, ") and out.texts["seg_ft_blocks"][0] == "the last block"
+    assert ch.finetune_section(rows, pairs, [], "camvid", 2, 0.1).texts["seg_ft_blocks"][0] == "the last 2 blocks"
     t = out.tables["tbl_seg_finetune_differences"]
     assert t.loc[("vit", "random", "val mIoU: attention loss − no loss"), "difference"].startswith("+2.0 [")
     one = ch.finetune_section(rows[rows.init == "random"], {("vit", "random"): pairs["vit", "random"]}, [], "camvid",

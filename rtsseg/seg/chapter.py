@@ -94,6 +94,11 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + "s" * (n != 1)
 
 
+def last_blocks(n: int) -> str:
+    """"the last block" / "the last 2 blocks" (never "the last 1 block")."""
+    return "the last block" if n == 1 else f"the last {n} blocks"
+
+
 def prepare(root: Path, device, all_inits: Sequence[str], *, dataset: str, input_size, max_train, max_val,
             holdout_fraction: float, min_gap_frames: int, decoders, attention_loss_weights, backbones,
             main_backbone: str, seeds, other_seeds, inits, lrs, epochs, batch_size, label_stride, patience,
@@ -200,7 +205,7 @@ def share_of_ceiling(scores, backbone: str, label: str = "attn_all", oracle: str
     control``) on ``backbone``'s cells that hold all three, with a percentile bootstrap over the seeds within
     each cell (a seed's gain and ceiling resampled together: they share its control). An
     ``rtsseg.stats.Interval`` (``n`` = cells; NaN bounds when no cell has two seeds); None without such a cell."""
-    from rtsseg.stats import Interval
+    from rtsseg.stats import ONE_SEED_PER_CELL, Interval
 
     b = scores[scores.backbone == backbone]
     gain = ex.paired_differences(b, label, control, keys=(*ex.CELL, "seed"))
@@ -213,7 +218,7 @@ def share_of_ceiling(scores, backbone: str, label: str = "attn_all", oracle: str
     est = float(np.mean([g.mean() for g, _ in cells]) / np.mean([c.mean() for _, c in cells]))
     method = "bootstrap over seeds within cells (ratio)"
     if all(g.size == 1 for g, _ in cells):
-        return Interval(est, float("nan"), float("nan"), len(cells), level, method)
+        return Interval(est, float("nan"), float("nan"), len(cells), level, ONE_SEED_PER_CELL)
     rng = np.random.default_rng(seed)
     gs, cs = [], []
     for g, c in cells:
@@ -252,7 +257,7 @@ def three_numbers(scores, backbone: str, label: str = "attn_all", oracle: str = 
     if share is not None:
         out["share"] = Finding(f"segmentation.share_of_ceiling.{backbone}", STEP,
                                f"{backbone}: the gain's share of the oracle ceiling", share, "of the ceiling",
-                               null_name="0 (none of the ceiling)", reference="1 = the whole ceiling")
+                               null_name="0, none of the ceiling", reference="1 = the whole ceiling")
     return out
 
 
@@ -301,7 +306,7 @@ def answer_section(scores, dataset: str, main_backbone: str, width: float = 8.0)
         nums = three_numbers(scores, backbone)
         row = {"backbone": backbone}
         for what, f in nums.items():
-            decimals = 2 if what == "share" else 1
+            decimals = 3 if what == "share" else 1  # a fraction of the ceiling: 0.036, not 0.04
             row[what] = f.value_text(decimals) if f is not None else "–"
             row[f"{what} verdict"] = f.verdict if f is not None else "–"
             if f is not None:
@@ -365,7 +370,7 @@ def finetune_section(rows, pairs: dict, missing: list, dataset: str, unfreeze_bl
     from rtsseg.seg.finetune import DIFFERENCES
     from rtsseg.stats import t_interval
 
-    out = Published(texts={"seg_ft_blocks": (plural(unfreeze_blocks, "block"), None), "seg_ft_weight": (weight, "g")})
+    out = Published(texts={"seg_ft_blocks": (last_blocks(unfreeze_blocks), None), "seg_ft_weight": (weight, "g")})
     if missing:
         out.show.append(missing_table(missing))
     if not pairs:
@@ -399,7 +404,7 @@ def finetune_section(rows, pairs: dict, missing: list, dataset: str, unfreeze_bl
         # one cell: its seeds' t interval (as its table row); several: the mean of cell means
         iv = (t_interval(by_cell[0]) if len(by_cell) == 1 else ex.mean_of_cell_means(by_cell)).scaled(scale)
         f = Finding(f"segmentation.finetune.{key}", STEP,
-                    f"fine-tuned last {plural(unfreeze_blocks, 'block')}, {quantity}", iv, unit, null_name="0")
+                    f"fine-tuned {last_blocks(unfreeze_blocks)}, {quantity}", iv, unit, null_name="0")
         out.findings.append(f)
         out.texts[f"seg_ft_{key}"] = (f.sentence(1 if key == "miou" else 3), None)
     return out

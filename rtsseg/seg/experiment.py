@@ -202,9 +202,9 @@ def mean_of_cell_means(values_by_cell: Sequence[Sequence[float]], n_boot: int = 
     the seeds *within* each cell (a stratified bootstrap): the cells are the design (which backbones and inits
     were run), not draws, so they are not resampled, and no cell weighs more for having more seeds. A cell of
     one seed enters with its value and no spread. Returns an ``rtsseg.stats.Interval`` (``n`` = cells; NaN
-    bounds when no cell has two seeds)."""
+    bounds, method :data:`rtsseg.stats.ONE_SEED_PER_CELL`, when no cell has two seeds)."""
     import numpy as np
-    from rtsseg.stats import Interval
+    from rtsseg.stats import ONE_SEED_PER_CELL, Interval
 
     cells = [np.asarray(v, dtype=float) for v in values_by_cell]
     if not cells or any(c.size == 0 for c in cells):
@@ -212,7 +212,7 @@ def mean_of_cell_means(values_by_cell: Sequence[Sequence[float]], n_boot: int = 
     est = float(np.mean([c.mean() for c in cells]))
     method = "bootstrap over seeds within cells"
     if all(c.size == 1 for c in cells):
-        return Interval(est, float("nan"), float("nan"), len(cells), level, method)
+        return Interval(est, float("nan"), float("nan"), len(cells), level, ONE_SEED_PER_CELL)
     rng = np.random.default_rng(seed)
     reps = np.mean([c[rng.integers(0, c.size, size=(n_boot, c.size))].mean(1) for c in cells], axis=0)  # [B]
     lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
