@@ -536,13 +536,16 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
         "table) and the ratios within one run are what to compare.", "",
     ]
     files = sorted(p for p in results.glob("*.json") if not p.stem.endswith("_quick"))
-    for path in files:
-        data = json.loads(path.read_text())
+    loaded = [(path, json.loads(path.read_text())) for path in files]
+    names = [d.get("meta", {}).get("device_name", path.stem) for path, d in loaded]
+    for (path, data), name in zip(loaded, names):
         meta, rows = data.get("meta", {}), data.get("rows", [])
         if not rows:
             continue
         peaks = meta.get("peaks", {})
-        lines += [f"## {meta.get('device_name', path.stem)} ({meta.get('suite', '?')} suite)", "",
+        # several files of one device name (one CPU model, other flags or sizes): the file tells them apart
+        which = f", {path.stem}" if names.count(name) > 1 else ""
+        lines += [f"## {name} ({meta.get('suite', '?')} suite{which})", "",
                   f"`{path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name}`, "
                   f"{meta.get('time', '')}, torch {meta.get('torch', '?')}, "
                   f"{meta.get('threads', '?')} threads. Measured peaks: bf16 {peaks.get('bf16_tflops', float('nan')):.3g} "

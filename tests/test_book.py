@@ -185,6 +185,11 @@ def test_performance_appendix_is_written_from_the_benchmark_json(tmp_path):
     text = write_performance(tmp_path / "book", results).read_text()
     assert "| net@64 | 8 | 2.5 | 0.25 | 12.5 | 50.0 | 100 | 1.50 |" in text
     assert "quick" not in text  # smoke-check results are not reported
+    assert "## testdev (cpu suite)\n" in text  # one file of that device: no file name in the heading
+    (results / "cpu_testdev_b.json").write_text(json.dumps({"meta": meta, "rows": [row]}))
+    two = write_performance(tmp_path / "book", results).read_text()
+    assert "## testdev (cpu suite, cpu_testdev)\n" in two and "## testdev (cpu suite, cpu_testdev_b)\n" in two
+    (results / "cpu_testdev_b.json").unlink()
     assert bookpages.EMULATED_NOTE not in text
     # a CPU whose bf16 product is slower than its fp32 one emulates bf16: no share of that "peak" is printed
     slow = {"device_name": "slowbf16", "suite": "cpu", "peaks": {"bf16_tflops": 0.001, "fp32_tflops": 0.1}}
