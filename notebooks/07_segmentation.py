@@ -202,9 +202,9 @@ answer = put(ch.answer_section(grid.scores, dataset, main_backbone, width=PAGE_W
 # {glue:text}`seg_ft_blocks` of the backbone train together with `attn_all` (`rtsseg.seg.finetune`), in two arms
 # that differ only in the loss: cross-entropy alone, or plus λ = {glue:text}`seg_ft_weight` times the
 # attention-supervision loss, from the same backbone, seeds, batches, steps and data, tuned as the grid
-# (early-stopping epoch on the held-out block; val reported). Before and after, the attention is scored with chapter 5's object-specific
-# excess AUROC (best head, cross-fitted) on the CamVid val things frames ({numref}`tbl-seg-finetune`,
-# {numref}`tbl-seg-finetune-differences`). Pooled over the fine-tuned cells: {glue:text}`seg_ft_miou`;
+# (early-stopping epoch on the held-out block; val reported). Before and after, the attention is scored with
+# chapter 5's object-specific excess AUROC (best head, cross-fitted) on the CamVid val things frames
+# ({numref}`tbl-seg-finetune`, {numref}`tbl-seg-finetune-differences`). Pooled over the fine-tuned cells: {glue:text}`seg_ft_miou`;
 # {glue:text}`seg_ft_excess`. Each arm's model is saved with its backbone, so `rtsseg evaluate` re-scores it.
 
 # %%

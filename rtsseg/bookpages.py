@@ -543,6 +543,7 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
         if not rows:
             continue
         peaks = meta.get("peaks", {})
+        emulated = _bf16_emulated(peaks)
         # several files of one device name (one CPU model, other flags or sizes): the file tells them apart
         which = f", {path.stem}" if names.count(name) > 1 else ""
         lines += [f"## {name} ({meta.get('suite', '?')} suite{which})", "",
@@ -550,7 +551,7 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
                   f"{meta.get('time', '')}, torch {meta.get('torch', '?')}, "
                   f"{meta.get('threads', '?')} threads. Measured peaks: bf16 {peaks.get('bf16_tflops', float('nan')):.3g} "
                   f"TFLOP/s, fp32 {peaks.get('fp32_tflops', float('nan')):.3g} TFLOP/s."
-                  + (f" {EMULATED_NOTE}" if _bf16_emulated(peaks) else ""), ""]
+                  + (f" {EMULATED_NOTE}" if emulated else ""), ""]
         if any("fp32_images_per_s" in r for r in rows):
             lines += _performance_three_columns(meta, rows)
         else:
@@ -562,7 +563,7 @@ def write_performance(book: Path | None = None, results: Path | None = None) -> 
                 ref = r.get("ratio_ours_over_ref")
                 lines.append(
                     f"| {r['label']} | {r.get('batch_size', '')} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.3g} | "
-                    f"{_bf16_share(r['frac_bf16_peak'], _bf16_emulated(peaks))} | {100 * r['frac_fp32_peak']:.1f} | "
+                    f"{_bf16_share(r['frac_bf16_peak'], emulated)} | {100 * r['frac_fp32_peak']:.1f} | "
                     f"{r['ours_images_per_s']:.0f} |"
                     + (f" {'–' if ref is None else f'{ref:.2f}'} |" if has_ref else ""))
         anchor = [r for r in rows if r.get("ratio_over_official_v100")]
